@@ -1,0 +1,139 @@
+"""``python -m pipeline``: argument parsing, printing and exit codes; no logic of its own.
+
+Exit codes: 0 success; 1 the run failed; 2 bad input (one line, no traceback unless
+``--verbose``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+import traceback
+
+from pipeline.errors import InputError, PipelineError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipeline",
+                                description="Dask-on-GPU pipelines from a workflow file.")
+    p.add_argument("--verbose", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def workflow_args(sp):
+        sp.add_argument("workflow", help="the workflow YAML file")
+        sp.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="K=V", help="override a field (YAML value), repeatable")
+        sp.add_argument("--backend", choices=("auto", "cpu", "gpu"))
+        sp.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks")
+
+    run = sub.add_parser("run", help="run a workflow")
+    workflow_args(run)
+    run.add_argument("--address", help="use the existing Dask scheduler at ADDR")
+    run.add_argument("--output-dir", help="run folder (default: the workflow's output_dir)")
+    run.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
+    run.add_argument("--dashboard-address", help="e.g. 127.0.0.1:8787")
+    run.add_argument("--quiet", action="store_true", help="print only errors and the summary")
+
+    validate = sub.add_parser("validate", help="check a workflow; print its stage DAG")
+    workflow_args(validate)
+
+    ops = sub.add_parser("ops", help="list the ops, or describe one")
+    ops.add_argument("op", nargs="?")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return {"run": _run, "validate": _validate, "ops": _ops}[args.command](args)
+    except PipelineError as e:
+        if args.verbose:
+            traceback.print_exc()
+        print(e.line() if isinstance(e, InputError) else f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def _load(args):
+    from pipeline import plan, spec
+
+    overrides = list(args.overrides)
+    if args.backend:
+        overrides.append(f"backend={args.backend}")
+    wf = spec.load(args.workflow, overrides, output_dir=getattr(args, "output_dir", None))
+    return plan.build(wf)
+
+
+def _validate(args) -> int:
+    from pipeline import backends, runner
+    from pipeline.report import describe_output, human_bytes
+
+    p = _load(args)
+    wf = p.workflow
+    # Shapes and dtypes do not depend on the backend: check them on the CPU one.
+    built = runner.build(p, backends.CPU, wf.output_dir / ".validate")
+    print(f"workflow '{wf.name}': {len(p.stages)} stages, backend {wf.backend}"
+          + (f" - {wf.description}" if wf.description else ""))
+    width = max(len(s.id) for s in p.stages)
+    for s in p.stages:
+        source = ", ".join(s.upstream)
+        head = f"  {s.id:<{width}}  {s.info.name}({source})"
+        value = built.values.get(s.id)
+        if value is None:
+            print(f"{head} -> {s.params.get('path', '')}")
+            continue
+        info = runner.output_info(value)
+        size = f" ({human_bytes(info['bytes'])})" if info.get("bytes") else ""
+        print(f"{head} -> {describe_output(info)}{size}")
+    for w in p.warnings:
+        print(f"warning: {w}")
+    print("ok")
+    return 0
+
+
+def _run(args) -> int:
+    from pipeline import backends, cluster, runner
+    from pipeline.report import table
+
+    p = _load(args)
+    wf = p.workflow
+    backend, why = backends.resolve(wf.backend)
+    say = (lambda *_: None) if args.quiet else print
+    say(f"workflow '{wf.name}': backend {why}")
+    for w in p.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    dash = None if args.no_dashboard else (args.dashboard_address or "keep")
+    with cluster.connect(wf.cluster, backend, address=args.address,
+                         dashboard_address=dash) as session:
+        if session.dashboard_link:
+            say(f"dashboard: {session.dashboard_link}")
+        doc = runner.run(p, backend, session, progress=not args.quiet and sys.stdout.isatty())
+    print(table(doc["stages"], doc["totals"]))
+    print(f"run folder: {wf.output_dir}")
+    return 0
+
+
+def _ops(args) -> int:
+    from pipeline import ops
+
+    if args.op:
+        info = ops.get(args.op)
+        print(f"{info.name} ({info.family}; inputs: {info.inputs})")
+        print(inspect.getdoc(info.fn) or "")
+        print("\nparameters:")
+        for param in info.params.values():
+            print(f"  {param.describe()}")
+        return 0
+    for family in ("source", "array", "frame", "sink"):
+        members = sorted((i for i in ops.REGISTRY.values() if i.family == family),
+                         key=lambda i: i.name)
+        if members:
+            print(f"{family}:")
+            for info in members:
+                print(f"  {info.name:<12} {info.summary}")
+    return 0

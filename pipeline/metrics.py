@@ -1,0 +1,47 @@
+"""Per-stage metrics from the scheduler's spans: wall time, compute time, transfers.
+
+Each stage's tasks carry the span ``stage:<id>``. The scheduler records when a span's
+first task started and its last one ended, and the workers' fine performance metrics
+(``context_meter``: compute seconds, and the ``host-to-device`` / ``device-to-host``
+bytes and seconds that :class:`pipeline.backends.Backend` records) are summed per span.
+"""
+
+from __future__ import annotations
+
+TRANSFER_LABELS = {"host-to-device": "h2d", "device-to-host": "d2h"}
+# Time inside task bodies; the rest ("executor", "other", idle) is Dask's own overhead.
+COMPUTE_LABELS = ("thread-cpu", "thread-noncpu")
+
+
+def stage_metrics(client, span_ids: dict[str, str]) -> dict[str, dict]:
+    """``{stage id: metrics}`` for the spans of one run."""
+    client.run(_flush_metrics)  # fine metrics reach the scheduler with each heartbeat
+    return client.run_on_scheduler(_read_spans, span_ids=span_ids)
+
+
+async def _flush_metrics(dask_worker) -> None:
+    await dask_worker.heartbeat()
+
+
+def _read_spans(dask_scheduler, span_ids: dict[str, str]) -> dict[str, dict]:
+    spans = dask_scheduler.extensions["spans"].spans
+    out = {}
+    for stage_id, span_id in span_ids.items():
+        span = spans.get(span_id)
+        m = {"wall_s": 0.0, "compute_s": 0.0, "tasks": 0, "h2d_bytes": 0, "d2h_bytes": 0,
+             "h2d_s": 0.0, "d2h_s": 0.0}
+        if span is not None:
+            if span.start and span.stop:
+                m["wall_s"] = max(span.stop - span.start, 0.0)
+            m["tasks"] = int(sum(span.states.values()))
+            for (context, _prefix, label, unit), value in span.cumulative_worker_metrics.items():
+                if context != "execute":
+                    continue
+                short = TRANSFER_LABELS.get(label)
+                if short:
+                    m[f"{short}_{'bytes' if unit == 'bytes' else 's'}"] += value
+                elif label in COMPUTE_LABELS and unit == "seconds":
+                    m["compute_s"] += value
+        m["h2d_bytes"], m["d2h_bytes"] = int(m["h2d_bytes"]), int(m["d2h_bytes"])
+        out[stage_id] = m
+    return out

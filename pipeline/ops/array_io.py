@@ -1,0 +1,176 @@
+"""Array file formats: .npy (memory-mapped, chunked reads and writes), .zarr, .json."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+
+from pipeline.errors import OpError
+from pipeline.ops.formats import Pending, reader, writer
+
+# A .json sink holds small results only; larger arrays belong in .npy / .zarr.
+JSON_MAX_ELEMENTS = 1_000_000
+
+
+class NpyFile:
+    """Array-like view of a .npy file that reads each requested block on its own.
+
+    Only the path travels to the workers (a pickled ``np.memmap`` would carry its data).
+    """
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+        header = np.load(self.path, mmap_mode="r")
+        self.shape, self.dtype, self.ndim = header.shape, header.dtype, header.ndim
+
+    def __getitem__(self, index):
+        return np.array(np.load(self.path, mmap_mode="r")[index])
+
+
+def _to_device(ctx, x: da.Array) -> da.Array:
+    """Copy each host chunk to the device once (a no-op task-free pass on the CPU)."""
+    if not ctx.backend.copies:
+        return x
+    meta = ctx.backend.xp.empty((0,) * x.ndim, dtype=x.dtype)
+    return x.map_blocks(ctx.backend.to_device, dtype=x.dtype, meta=meta)
+
+
+def _to_host(ctx, x: da.Array) -> da.Array:
+    if not ctx.backend.copies:
+        return x
+    return x.map_blocks(ctx.backend.to_host, dtype=x.dtype,
+                        meta=np.empty((0,) * x.ndim, dtype=x.dtype))
+
+
+def _no_table_options(columns, blocksize):
+    if columns is not None:
+        raise OpError("'columns' applies to table formats (parquet, csv)", where="columns")
+    if blocksize is not None:
+        raise OpError("'blocksize' applies to csv", where="blocksize",
+                      hint="arrays take 'chunks'")
+
+
+def _chunked(ctx, x: da.Array, chunks) -> da.Array:
+    try:
+        return x if chunks is None else x.rechunk(chunks)
+    except (ValueError, TypeError) as e:
+        raise OpError(f"bad chunks {chunks!r}: {e}", where="chunks") from None
+
+
+@reader("npy")
+def read_npy(ctx, paths: list[Path], *, chunks, columns, blocksize) -> da.Array:
+    _no_table_options(columns, blocksize)
+    parts = []
+    for p in paths:
+        try:
+            f = NpyFile(p)
+        except (ValueError, OSError) as e:
+            raise OpError(f"cannot read '{p.name}' as .npy: {e}", where="path") from None
+        try:
+            parts.append(da.from_array(f, chunks="auto" if chunks is None else chunks,
+                                       asarray=False, fancy=False, lock=False,
+                                       meta=np.empty((0,) * f.ndim, dtype=f.dtype)))
+        except (ValueError, TypeError) as e:
+            raise OpError(f"bad chunks {chunks!r}: {e}", where="chunks") from None
+    if len(parts) > 1:  # a glob: files are stacked along the first axis
+        first = parts[0]
+        for p, x in zip(paths, parts):
+            if x.shape[1:] != first.shape[1:] or x.dtype != first.dtype:
+                raise OpError(f"'{p.name}' has shape {x.shape} {x.dtype}, but "
+                              f"'{paths[0].name}' has {first.shape} {first.dtype}",
+                              where="path", hint="globbed files are concatenated on axis 0")
+    x = parts[0] if len(parts) == 1 else da.concatenate(parts, axis=0)
+    return _to_device(ctx, x)
+
+
+@reader("zarr")
+def read_zarr(ctx, paths: list[Path], *, chunks, columns, blocksize) -> da.Array:
+    _no_table_options(columns, blocksize)
+    if len(paths) != 1:
+        raise OpError("a glob of zarr stores is not supported", where="path")
+    try:
+        x = da.from_zarr(str(paths[0]))
+    except Exception as e:  # zarr raises several types for "not an array store"
+        raise OpError(f"cannot open '{paths[0].name}' as a zarr array: {e}",
+                      where="path") from None
+    return _to_device(ctx, _chunked(ctx, x, chunks))
+
+
+def _known_shape(x: da.Array, fmt: str) -> None:
+    if any(math.isnan(s) for s in x.shape):
+        raise OpError(f"cannot write an array of unknown shape {x.shape} as .{fmt}",
+                      where="path", hint="write it as .zarr, or rechunk it first")
+
+
+@writer("npy", "array")
+def write_npy(ctx, x: da.Array, path: Path) -> Pending:
+    _known_shape(x, "npy")
+    # The full-size file is created first (at compute time, so `validate` writes nothing),
+    # then each block is written in place by the worker that holds it: nothing gathers
+    # the whole array on one process.
+    create = dask.delayed(_create_npy)(str(path), x.shape, x.dtype.str)
+    marks = _to_host(ctx, x).map_blocks(
+        _write_block, path=str(path), created=create, dtype=bool,
+        chunks=tuple((1,) * len(c) for c in x.chunks))
+    return Pending(marks.all())
+
+
+def _create_npy(path: str, shape, dtype: str) -> None:
+    np.lib.format.open_memmap(path, mode="w+", dtype=np.dtype(dtype), shape=tuple(shape))
+
+
+def _write_block(block, path: str, created, block_info=None):
+    region = tuple(slice(a, b) for a, b in block_info[0]["array-location"])
+    out = np.load(path, mmap_mode="r+")
+    out[region] = block
+    out.flush()
+    return np.ones((1,) * block.ndim, dtype=bool)
+
+
+@writer("zarr", "array")
+def write_zarr(ctx, x: da.Array, path: Path):
+    _known_shape(x, "zarr")
+    x = _to_host(ctx, x)
+    if not _regular(x.chunks):
+        x = x.rechunk("auto")
+    return Pending(da.to_zarr(x, str(path), compute=False))
+
+
+def _regular(chunks) -> bool:
+    # zarr needs equal chunks along each axis, except a smaller last one
+    return all(len(set(c[:-1])) <= 1 and (len(c) < 2 or c[-1] <= c[0]) for c in chunks)
+
+
+@writer("json", "array")
+def write_json(ctx, x: da.Array, path: Path):
+    if not any(math.isnan(s) for s in x.shape) and x.size > JSON_MAX_ELEMENTS:
+        raise OpError(f"{x.size:,} elements is too large for .json "
+                      f"(at most {JSON_MAX_ELEMENTS:,})", where="path",
+                      hint="write .npy or .zarr instead")
+    return Pending(_to_host(ctx, x), finish=lambda value: _dump_json(value, path))
+
+
+def _dump_json(value, path: Path) -> None:
+    value = np.asarray(value)
+    if value.ndim == 0:
+        doc = {"value": _plain(value.item())}
+    else:
+        doc = _plain(value.tolist())
+    with open(path, "w") as f:
+        json.dump(doc, f, allow_nan=False)
+
+
+def _plain(v):
+    """JSON-safe: NaN / inf -> null, complex -> [real, imag]."""
+    if isinstance(v, list):
+        return [_plain(i) for i in v]
+    if isinstance(v, complex):
+        return [_plain(v.real), _plain(v.imag)]
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v

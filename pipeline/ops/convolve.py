@@ -1,0 +1,125 @@
+"""``convolve``: N-d convolution across chunk boundaries, equal to scipy.signal.convolve.
+
+Every mode is reduced to a *valid* convolution of a zero-padded input: ``full`` pads
+``m-1`` on both sides of each axis, ``same`` pads so the result is the centre of ``full``
+(as SciPy does), ``valid`` pads nothing. Each chunk then borrows ``m-1`` elements from its
+right-hand neighbour (``map_overlap``) and its valid convolution is exactly its share of
+the output, so the result does not depend on the chunking.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Literal
+
+import dask.array as da
+import numpy as np
+
+from pipeline.errors import OpError
+from pipeline.ops.context import Context
+from pipeline.ops.registry import op
+
+
+@op("convolve", family="array", stage_refs=("kernel",))
+def convolve(ctx: Context, x, *, kernel: list, mode: Literal["full", "same", "valid"] = "full",
+             method: Literal["auto", "fft", "direct"] = "auto", axes: list[int] | None = None):
+    """Convolve with a kernel (inline nested list, or the id of a stage that makes it).
+
+    Equals ``scipy.signal.convolve(x, kernel, mode, method)``; with ``axes``, the kernel
+    has one dimension per listed axis and the other axes are convolved with size 1.
+
+    ```yaml
+    - id: blurred
+      op: convolve
+      input: images
+      kernel: [[1, 2, 1], [2, 4, 2], [1, 2, 1]]   # or a stage id
+      mode: same            # full (default) | same | valid
+      method: auto          # auto | fft | direct (per chunk)
+      axes: [-2, -1]        # optional
+    ```
+    """
+    k = kernel if isinstance(kernel, da.Array) else _inline_kernel(kernel)
+    if axes is not None:
+        ax = [a % x.ndim if -x.ndim <= a < x.ndim else None for a in axes]
+        if None in ax or len(set(ax)) != len(ax):
+            raise OpError(f"bad axes {axes} for a {x.ndim}-d input", where="axes")
+        if k.ndim != len(ax):
+            raise OpError(f"kernel has {k.ndim} dimension(s) but axes lists {len(ax)}",
+                          where="kernel")
+        shape = [1] * x.ndim
+        for a, n in zip(ax, k.shape):
+            shape[a] = n
+        k = k.reshape(shape)
+    elif k.ndim != x.ndim:
+        raise OpError(f"kernel has {k.ndim} dimension(s), input has {x.ndim}",
+                      where="kernel", hint="give 'axes' to convolve along some axes only")
+    m = k.shape
+    if any(n == 0 for n in m) or 0 in x.shape:
+        raise OpError("kernel and input must not be empty", where="kernel")
+    if mode == "valid" and any(kn > xn for kn, xn in zip(m, x.shape)):
+        raise OpError(f"mode valid needs a kernel no larger than the input: kernel "
+                      f"{tuple(m)}, input {x.shape}", where="mode")
+    pad = [_pad(n, mode) for n in m]
+    if any(p != (0, 0) for p in pad):
+        x = da.pad(x, pad, mode="constant")
+    # each chunk at least as long as the kernel, so every chunk yields some output
+    x = x.rechunk(tuple(_min_chunks(c, n) for c, n in zip(x.chunks, m)))
+    out_chunks = tuple(c[:-1] + (c[-1] - (n - 1),) for c, n in zip(x.chunks, m))
+    if isinstance(kernel, da.Array):
+        k_arg = k.rechunk(-1).to_delayed(optimize_graph=False).ravel()[0]
+    else:
+        k_arg = k
+    dtype = np.result_type(x.dtype, k.dtype)
+    return da.map_overlap(_block_valid, x, depth={i: (0, n - 1) for i, n in enumerate(m)},
+                          boundary="none", trim=False, allow_rechunk=False, dtype=dtype,
+                          chunks=out_chunks, kernel=k_arg, method=method,
+                          backend=ctx.backend)
+
+
+def _inline_kernel(kernel) -> np.ndarray:
+    try:
+        k = np.asarray(kernel)
+    except ValueError:
+        raise OpError("kernel rows must all have the same length", where="kernel") from None
+    if k.dtype.kind not in "iufc":
+        raise OpError("kernel must be a nested list of numbers", where="kernel")
+    return k.astype(np.result_type(k.dtype, np.float64))
+
+
+def _pad(m: int, mode: str) -> tuple[int, int]:
+    if mode == "full":
+        return (m - 1, m - 1)
+    if mode == "same":  # scipy's 'same' is full[(m-1)//2 : (m-1)//2 + n]
+        start = (m - 1) // 2
+        return (m - 1 - start, start)
+    return (0, 0)
+
+
+def _min_chunks(chunks: tuple[int, ...], need: int) -> tuple[int, ...]:
+    """Merge neighbouring chunks until each is at least ``need`` long."""
+    if min(chunks) >= need:
+        return chunks
+    out: list[int] = []
+    acc = 0
+    for c in chunks:
+        acc += c
+        if acc >= need:
+            out.append(acc)
+            acc = 0
+    if acc:
+        if out:
+            out[-1] += acc
+        else:
+            out.append(acc)
+    return tuple(out)
+
+
+def _block_valid(block, kernel, method, backend):
+    xp = backend.xp
+    scipy_signal = importlib.import_module(
+        "scipy.signal" if xp.__name__ == "numpy" else "cupyx.scipy.signal")
+    if not isinstance(kernel, type(block)):
+        kernel = backend.to_device(kernel)
+    return scipy_signal.convolve(block, kernel, mode="valid", method=method)
+
+

@@ -1,0 +1,28 @@
+"""Sink ops: the only places where results leave the device for the host."""
+
+from __future__ import annotations
+
+from pipeline.ops.context import Context
+from pipeline.ops.formats import WRITERS, format_of, kind_of
+from pipeline.ops.registry import op
+
+
+@op("write", family="sink")
+def write(ctx: Context, x, *, path: str, format: str | None = None):
+    """Write the input; the format comes from the extension.
+
+    Arrays: ``.npy`` (written block by block in place), ``.zarr``, ``.json`` (small
+    results: a scalar as ``{"value": x}``, an array as nested lists). The file appears
+    only when the whole run succeeded.
+
+    ```yaml
+    - id: save
+      op: write
+      input: mean_power
+      path: mean_power.npy     # relative to output_dir
+    ```
+    """
+    kind = kind_of(x)
+    known = {fmt for fmt, k in WRITERS if k == kind}
+    fmt = format_of(path, format, known)
+    return WRITERS[(fmt, kind)](ctx, x, ctx.output(path))

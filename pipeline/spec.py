@@ -1,0 +1,297 @@
+"""Workflow file -> frozen, validated :class:`Workflow`.
+
+This module checks what can be checked without knowing the ops: YAML syntax, the top-level
+fields, the cluster options, stage ids and the shape of ``input`` / ``inputs``. Binding a
+stage's parameters to its op, and the DAG checks, happen in :mod:`pipeline.plan`, which
+knows the op registry. Nothing here imports dask, cupy or the ops.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import yaml
+
+from pipeline.errors import InputError
+
+NAME_RE = re.compile(r"^[a-z0-9_-]+$")
+ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+BACKENDS = ("auto", "cpu", "gpu")
+PROTOCOLS = ("tcp", "ucx")
+TOP_KEYS = ("name", "description", "backend", "cluster", "output_dir", "stages")
+CLUSTER_DEFAULTS: Mapping[str, Any] = MappingProxyType({
+    "address": None,
+    "n_workers": "auto",
+    "threads_per_worker": 1,
+    "memory_limit": "auto",
+    "device_memory_limit": "auto",
+    "rmm_pool_size": None,
+    "protocol": "tcp",
+    "dashboard_address": "127.0.0.1:8787",
+})
+# Keys every stage may carry; every other key is a parameter of its op.
+STAGE_KEYS = ("id", "op", "input", "inputs")
+
+
+def did_you_mean(word: str, choices) -> str:
+    """`` ; did you mean 'x'?`` when a close match exists, else an empty string."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def unknown_key(key: str, accepted, where: str) -> InputError:
+    return InputError(f"unknown key '{key}'{did_you_mean(key, accepted)}", where=where,
+                      hint="accepted keys: " + ", ".join(accepted))
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage: its op, its inputs as ``(name, stage id)`` pairs, its raw parameters.
+
+    ``input_style`` records how the inputs were written: ``none``, ``input`` (one),
+    ``list`` or ``mapping``; ops declare which they accept.
+    """
+
+    id: str
+    op: str
+    inputs: tuple[tuple[str, str], ...]
+    input_style: str
+    params: Mapping[str, Any]
+    index: int
+
+    @property
+    def where(self) -> str:
+        return f"stages.{self.id}"
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    address: str | None
+    n_workers: int | str
+    threads_per_worker: int
+    memory_limit: str | int | float
+    device_memory_limit: str | int | float
+    rmm_pool_size: str | int | float | None
+    protocol: str
+    dashboard_address: str | None
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A validated workflow. ``raw`` is the document after overrides, kept for the report."""
+
+    name: str
+    description: str
+    backend: str
+    cluster: ClusterSpec
+    output_dir: Path
+    stages: tuple[Stage, ...]
+    path: Path
+    raw: Mapping[str, Any]
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder that relative ``read`` paths resolve against."""
+        return self.path.parent
+
+    def stage(self, stage_id: str) -> Stage:
+        return next(s for s in self.stages if s.id == stage_id)
+
+
+def load(path: str | Path, overrides=(), output_dir: str | Path | None = None) -> Workflow:
+    """Read, override and validate a workflow file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The workflow YAML file.
+    overrides : iterable of str
+        ``KEY=VALUE`` strings (``--set``); the value is parsed as YAML.
+    output_dir : str or Path, optional
+        Replaces the file's ``output_dir`` (``--output-dir``).
+
+    Raises
+    ------
+    InputError
+        For any problem with the file, an override or a field, located by file and key.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError("workflow file not found", file=str(path),
+                         hint="check the path") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read workflow file: {e}", file=str(path)) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise InputError(f"invalid YAML: {problem}", where=where, file=str(path),
+                         hint="check the indentation and quoting there") from None
+    try:
+        if not isinstance(raw, dict):
+            raise InputError("the file must be a YAML mapping with 'name' and 'stages'",
+                             hint="see workflows/spectrum.yaml for an example")
+        raw = copy.deepcopy(raw)
+        for item in overrides:
+            apply_override(raw, item)
+        if output_dir is not None:
+            raw["output_dir"] = str(output_dir)
+        return _validate(raw, path)
+    except InputError as e:
+        raise e.located(file=str(path)) from None
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Apply one ``--set KEY=VALUE``; ``stages.<id>.<key>`` addresses a stage by id."""
+    key, sep, value_text = item.partition("=")
+    if not sep or not key.strip():
+        raise InputError(f"bad override '{item}'", where="--set",
+                         hint="write KEY=VALUE, e.g. --set stages.signal.shape=[1024,256]")
+    try:
+        value = yaml.safe_load(value_text) if value_text.strip() else None
+    except yaml.YAMLError:
+        raise InputError(f"bad override value '{value_text}'", where=f"--set {key}",
+                         hint="the value is parsed as YAML: quote strings with spaces") from None
+    parts = key.strip().split(".")
+    if parts[0] not in TOP_KEYS:
+        raise unknown_key(parts[0], TOP_KEYS, f"--set {key}")
+    node: Any = raw
+    for depth, part in enumerate(parts[:-1]):
+        if isinstance(node, list):  # the stages list: address a stage by id (or index)
+            node = _find_stage(node, part, key)
+        elif isinstance(node, dict):
+            node = node.setdefault(part, [] if part == "stages" and depth == 0 else {})
+        else:
+            raise InputError(f"'{'.'.join(parts[:depth + 1])}' is not a mapping",
+                             where=f"--set {key}")
+    last = parts[-1]
+    if isinstance(node, list):
+        raise InputError("cannot replace a whole stage", where=f"--set {key}",
+                         hint="set one of its keys: stages.<id>.<key>=VALUE")
+    if not isinstance(node, dict):
+        raise InputError(f"cannot set '{last}' inside a non-mapping", where=f"--set {key}")
+    node[last] = value
+
+
+def _find_stage(stages: list, ref: str, key: str) -> dict:
+    for st in stages:
+        if isinstance(st, dict) and str(st.get("id")) == ref:
+            return st
+    if ref.isdigit() and int(ref) < len(stages):
+        return stages[int(ref)]
+    ids = [str(s.get("id")) for s in stages if isinstance(s, dict)]
+    raise InputError(f"no stage with id '{ref}'{did_you_mean(ref, ids)}", where=f"--set {key}",
+                     hint="stage ids: " + ", ".join(ids))
+
+
+def _validate(raw: dict, path: Path) -> Workflow:
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise unknown_key(key, TOP_KEYS, "top level")
+    name = raw.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise InputError(f"bad name {name!r}", where="name",
+                         hint="required; lowercase letters, digits, '_' and '-'")
+    description = raw.get("description") or ""
+    if not isinstance(description, str):
+        raise InputError("must be a string", where="description")
+    backend = raw.get("backend", "auto")
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}{did_you_mean(backend, BACKENDS)}",
+                         where="backend", hint="one of: " + ", ".join(BACKENDS))
+    cluster = _cluster(raw.get("cluster") or {})
+    out = raw.get("output_dir") or f"runs/{name}"
+    if not isinstance(out, str):
+        raise InputError("must be a path string", where="output_dir")
+    stages = _stages(raw.get("stages"))
+    return Workflow(name=name, description=description, backend=backend, cluster=cluster,
+                    output_dir=Path(out), stages=stages, path=path.resolve(),
+                    raw=MappingProxyType(raw))
+
+
+def _cluster(raw) -> ClusterSpec:
+    if not isinstance(raw, dict):
+        raise InputError("must be a mapping", where="cluster")
+    for key in raw:
+        if key not in CLUSTER_DEFAULTS:
+            raise unknown_key(key, list(CLUSTER_DEFAULTS), "cluster")
+    c = {**CLUSTER_DEFAULTS, **raw}
+    nw = c["n_workers"]
+    if not (nw == "auto" or (isinstance(nw, int) and not isinstance(nw, bool) and nw >= 1)):
+        raise InputError(f"bad value {nw!r}", where="cluster.n_workers",
+                         hint="'auto' or a positive integer")
+    tpw = c["threads_per_worker"]
+    if not isinstance(tpw, int) or isinstance(tpw, bool) or tpw < 1:
+        raise InputError(f"bad value {tpw!r}", where="cluster.threads_per_worker",
+                         hint="a positive integer")
+    if c["protocol"] not in PROTOCOLS:
+        raise InputError(f"unknown protocol {c['protocol']!r}", where="cluster.protocol",
+                         hint="one of: " + ", ".join(PROTOCOLS))
+    for key in ("address", "dashboard_address"):
+        if c[key] is not None and not isinstance(c[key], str):
+            raise InputError(f"bad value {c[key]!r}", where=f"cluster.{key}",
+                             hint="a string like 'tcp://host:8786', or null")
+    return ClusterSpec(**c)
+
+
+def _stages(raw) -> tuple[Stage, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise InputError("required: a non-empty list of stages", where="stages",
+                         hint="each stage is a mapping with 'id' and 'op'")
+    seen: set[str] = set()
+    stages = []
+    for i, st in enumerate(raw):
+        where = f"stages[{i}]"
+        if not isinstance(st, dict):
+            raise InputError("each stage must be a mapping with 'id' and 'op'", where=where)
+        sid = st.get("id")
+        if not isinstance(sid, str) or not ID_RE.match(sid):
+            raise InputError(f"bad or missing id {sid!r}", where=where,
+                             hint="a name of letters, digits, '_' and '-'")
+        where = f"stages.{sid}"
+        if sid in seen:
+            raise InputError(f"duplicate stage id '{sid}'", where=where,
+                             hint="stage ids must be unique")
+        seen.add(sid)
+        op = st.get("op")
+        if not isinstance(op, str):
+            raise InputError("missing 'op'", where=where,
+                             hint="python -m pipeline ops lists them")
+        if "input" in st and "inputs" in st:
+            raise InputError("give 'input' or 'inputs', not both", where=where)
+        inputs, style = _inputs(st, where)
+        params = {k: v for k, v in st.items() if k not in STAGE_KEYS}
+        stages.append(Stage(id=sid, op=op, inputs=inputs, input_style=style,
+                            params=MappingProxyType(params), index=i))
+    return tuple(stages)
+
+
+def _inputs(st: dict, where: str) -> tuple[tuple[tuple[str, str], ...], str]:
+    if "input" in st:
+        ref = st["input"]
+        if not isinstance(ref, str):
+            raise InputError(f"must be a stage id, got {ref!r}", where=f"{where}.input")
+        return (("input", ref),), "input"
+    if "inputs" not in st:
+        return (), "none"
+    refs = st["inputs"]
+    if isinstance(refs, list) and refs and all(isinstance(r, str) for r in refs):
+        return tuple((str(i), r) for i, r in enumerate(refs)), "list"
+    if isinstance(refs, dict) and refs and all(isinstance(r, str) for r in refs.values()):
+        for name in refs:
+            if not isinstance(name, str) or not name.isidentifier():
+                raise InputError(f"input name {name!r} is not a valid name",
+                                 where=f"{where}.inputs", hint="use letters, digits and '_'")
+        return tuple(refs.items()), "mapping"
+    raise InputError(f"bad inputs {refs!r}", where=f"{where}.inputs",
+                     hint="a list of stage ids, or a mapping name -> stage id")
