@@ -1,0 +1,56 @@
+"""Shared fixtures: both backends for op tests, one process cluster per test session."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from pipeline import backends
+from pipeline.ops.context import Context
+from pipeline.spec import Stage
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def gpu_present() -> bool:
+    """A real device and the GPU libraries: cupy importing is not enough."""
+    det = backends.detect()
+    return not det.problem and not det.missing_libs
+
+
+requires_gpu = pytest.mark.skipif(not gpu_present(), reason="needs an NVIDIA GPU with cupy")
+
+
+@pytest.fixture(params=["cpu", pytest.param("gpu", marks=[requires_gpu, pytest.mark.gpu])])
+def backend(request) -> backends.Backend:
+    return {"cpu": backends.CPU, "gpu": backends.GPU}[request.param]
+
+
+@pytest.fixture
+def make_ctx(tmp_path, backend):
+    """``make_ctx(op_name)`` -> a Context for calling an op function directly."""
+
+    def make(op_name: str = "test", base_dir: Path | None = None) -> Context:
+        stage = Stage(id="s", op=op_name, inputs=(), input_style="none", params={}, index=0)
+        return Context(stage=stage, backend=backend, base_dir=base_dir or tmp_path,
+                       output_dir=tmp_path / "out", staging_dir=tmp_path / "out" / ".staging")
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """One real multi-process cluster shared by every test that runs whole workflows."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None, scheduler_kwargs={"dashboard": False},
+                      silence_logs=logging.ERROR) as c:
+        yield c
+
+
+@pytest.fixture
+def address(cluster) -> str:
+    return cluster.scheduler_address
