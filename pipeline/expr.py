@@ -159,6 +159,8 @@ def _call(node: ast.Call, sub, text: str) -> Node:
             raise _err(f"attribute access '.{node.func.attr}' is not allowed", text)
         raise _err("only calls of the listed functions are allowed", text)
     name = node.func.id
+    if name.startswith("__"):
+        raise _err(f"name '{name}' is not allowed", text)
     if name not in FUNCTIONS:
         raise _err(f"unknown function '{name}'", text,
                    hint="functions: " + ", ".join(FUNCTIONS))
