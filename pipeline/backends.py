@@ -52,7 +52,10 @@ class Backend:
         """Host chunk -> device chunk, counted as host->device bytes."""
         if not self.copies:
             return chunk
-        return _timed_copy(self.xp.asarray, chunk, "host-to-device")
+        return _timed_copy(self._device_copy, chunk, "host-to-device")
+
+    def _device_copy(self, chunk):
+        return self.xp.array(chunk, copy=True)
 
     def to_host(self, chunk):
         """Device chunk -> host (NumPy) chunk, counted as device->host bytes."""
