@@ -76,6 +76,9 @@ def _local(spec: ClusterSpec, dash: str | None):
 
 
 def _local_cuda(spec: ClusterSpec, dash: str | None):
+    from pipeline import backends, preflight
+
+    preflight.check_local_gpu_cluster(spec, backends.detect(), os.environ)
     try:
         from dask_cuda import LocalCUDACluster
     except ImportError as e:
