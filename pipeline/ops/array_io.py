@@ -12,6 +12,7 @@ import numpy as np
 
 from pipeline.errors import OpError
 from pipeline.ops.formats import Pending, reader, writer
+from pipeline.ops.sources import check_chunks
 
 # A .json sink holds small results only; larger arrays belong in .npy / .zarr.
 JSON_MAX_ELEMENTS = 1_000_000
@@ -56,6 +57,8 @@ def _no_table_options(columns, blocksize):
 
 
 def _chunked(ctx, x: da.Array, chunks) -> da.Array:
+    if chunks is not None:
+        check_chunks(chunks, x.ndim)  # a 0 size is a ZeroDivisionError inside dask
     try:
         return x if chunks is None else x.rechunk(chunks)
     except (ValueError, TypeError) as e:
@@ -71,6 +74,8 @@ def read_npy(ctx, paths: list[Path], *, chunks, columns, blocksize) -> da.Array:
             f = NpyFile(p)
         except (ValueError, OSError) as e:
             raise OpError(f"cannot read '{p.name}' as .npy: {e}", where="path") from None
+        if chunks is not None:
+            check_chunks(chunks, f.ndim)  # a 0 size is a ZeroDivisionError inside dask
         try:
             parts.append(da.from_array(f, chunks="auto" if chunks is None else chunks,
                                        asarray=False, fancy=False, lock=False,
@@ -79,6 +84,9 @@ def read_npy(ctx, paths: list[Path], *, chunks, columns, blocksize) -> da.Array:
             raise OpError(f"bad chunks {chunks!r}: {e}", where="chunks") from None
     if len(parts) > 1:  # a glob: files are stacked along the first axis
         first = parts[0]
+        if first.ndim == 0:  # da.concatenate raises a bare ValueError for these
+            raise OpError(f"'{paths[0].name}' holds a single value: 0-d files cannot be "
+                          "concatenated", where="path", hint="read one file, not a glob")
         for p, x in zip(paths, parts):
             if x.shape[1:] != first.shape[1:] or x.dtype != first.dtype:
                 raise OpError(f"'{p.name}' has shape {x.shape} {x.dtype}, but "
@@ -138,7 +146,29 @@ def write_zarr(ctx, x: da.Array, path: Path):
     x = _to_host(ctx, x)
     if not _regular(x.chunks):
         x = x.rechunk("auto")
-    return Pending(da.to_zarr(x, str(path), compute=False))
+    # As for .npy, the store is created at compute time: da.to_zarr(compute=False) creates
+    # it while the graph is built, so `validate` left a store (and its folders) behind.
+    # Each block then fills its own zarr chunks, in place, on the worker that holds it.
+    zchunks = tuple(max(c[0], 1) for c in x.chunks)  # zarr chunks are >= 1 even if empty
+    create = dask.delayed(_create_zarr)(str(path), x.shape, x.dtype.str, zchunks)
+    marks = x.map_blocks(_write_zarr_block, path=str(path), created=create, dtype=bool,
+                         chunks=tuple((1,) * len(c) for c in x.chunks))
+    return Pending(marks.all())
+
+
+def _create_zarr(path: str, shape, dtype: str, chunks) -> None:
+    import zarr
+
+    zarr.open_array(path, mode="w", shape=tuple(shape), chunks=tuple(chunks),
+                    dtype=np.dtype(dtype))
+
+
+def _write_zarr_block(block, path: str, created, block_info=None):
+    import zarr
+
+    region = tuple(slice(a, b) for a, b in block_info[0]["array-location"])
+    zarr.open_array(path, mode="r+")[region] = block
+    return np.ones((1,) * block.ndim, dtype=bool)
 
 
 def _regular(chunks) -> bool:

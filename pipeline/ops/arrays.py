@@ -13,7 +13,7 @@ from pipeline import expr as expr_lang
 from pipeline.errors import OpError
 from pipeline.ops.context import Context
 from pipeline.ops.registry import op
-from pipeline.ops.sources import Chunks
+from pipeline.ops.sources import Chunks, check_chunks
 
 Norm = Literal["backward", "ortho", "forward"] | None
 # The expression language's functions, acting on Dask arrays (they dispatch per chunk).
@@ -338,6 +338,7 @@ def rechunk(ctx: Context, x, *, chunks: Chunks):
       chunks: [4096, -1]
     ```
     """
+    check_chunks(chunks, x.ndim)  # dask ignores extra list entries, divides by a 0 size
     try:
         return x.rechunk(chunks)
     except (ValueError, TypeError) as e:

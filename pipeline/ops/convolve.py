@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Literal
 
+import dask
 import dask.array as da
 import numpy as np
 
@@ -46,9 +47,14 @@ def convolve(ctx: Context, x, *, kernel: list, mode: Literal["full", "same", "va
         if k.ndim != len(ax):
             raise OpError(f"kernel has {k.ndim} dimension(s) but axes lists {len(ax)}",
                           where="kernel")
+        kernel_shape = k.shape
+        # kernel axis i runs along axes[i]: order the kernel's axes as the input's before
+        # inserting the size-1 axes (a bare reshape scrambles it when axes are not sorted)
+        order = sorted(range(len(ax)), key=ax.__getitem__)
+        k = k.transpose(order)
         shape = [1] * x.ndim
-        for a, n in zip(ax, k.shape):
-            shape[a] = n
+        for i in order:
+            shape[ax[i]] = kernel_shape[i]
         k = k.reshape(shape)
     elif k.ndim != x.ndim:
         raise OpError(f"kernel has {k.ndim} dimension(s), input has {x.ndim}",
@@ -57,16 +63,30 @@ def convolve(ctx: Context, x, *, kernel: list, mode: Literal["full", "same", "va
     if any(n == 0 for n in m) or 0 in x.shape:
         raise OpError("kernel and input must not be empty", where="kernel")
     if mode == "valid" and any(kn > xn for kn, xn in zip(m, x.shape)):
-        raise OpError(f"mode valid needs a kernel no larger than the input: kernel "
-                      f"{tuple(m)}, input {x.shape}", where="mode")
+        if not all(kn >= xn for kn, xn in zip(m, x.shape)):
+            raise OpError(f"mode valid needs the kernel no larger than the input in every "
+                          f"dimension, or no smaller: kernel {tuple(m)}, input {x.shape}",
+                          where="mode")
+        # scipy swaps the operands when the kernel is the larger in every dimension
+        # (convolution commutes): the kernel becomes the chunked input, the input the kernel
+        if not isinstance(k, da.Array):
+            k = da.from_array(k, chunks=-1)
+            if ctx.backend.copies:
+                k = k.map_blocks(ctx.backend.to_device, dtype=k.dtype,
+                                 meta=ctx.backend.xp.empty((0,) * k.ndim, dtype=k.dtype))
+        x, k = k, x
+        m = k.shape
     pad = [_pad(n, mode) for n in m]
     if any(p != (0, 0) for p in pad):
         x = da.pad(x, pad, mode="constant")
     # each chunk at least as long as the kernel, so every chunk yields some output
     x = x.rechunk(tuple(_min_chunks(c, n) for c, n in zip(x.chunks, m)))
     out_chunks = tuple(c[:-1] + (c[-1] - (n - 1),) for c, n in zip(x.chunks, m))
-    if isinstance(kernel, da.Array):
-        k_arg = k.rechunk(-1).to_delayed(optimize_graph=False).ravel()[0]
+    if isinstance(k, da.Array):
+        # the whole kernel as one Delayed with a plain key: the tuple-keyed Delayed of
+        # ``to_delayed()`` passed as a map_blocks keyword is not recorded as a dependency
+        # (dask culls it: "Missing dependency ('rechunk-merge-...', 0)" at compute time)
+        k_arg = dask.delayed(k)
     else:
         k_arg = k
     dtype = np.result_type(x.dtype, k.dtype)

@@ -17,6 +17,43 @@ Chunks = str | int | list
 FLOAT_DTYPES = ("float32", "float64")
 
 
+def check_chunks(chunks, ndim: int) -> None:
+    """Reject the chunk specs Dask mishandles instead of rejecting them.
+
+    A list must have one entry per axis (``Array.rechunk`` silently drops extra entries);
+    a size must be an integer >= 1, or -1 for the whole axis (0 raises ZeroDivisionError
+    deep inside Dask, other negatives a confusing message). Strings ("auto", "64 MiB") and
+    explicit per-axis size lists are left to Dask, whose ValueError callers turn into an
+    OpError.
+
+    Raises
+    ------
+    OpError
+        ``where`` is ``chunks``.
+    """
+    def bad_size(n) -> bool:
+        return isinstance(n, bool) or not isinstance(n, int) or (n < 1 and n != -1)
+
+    hint = "a size >= 1 or -1 (the whole axis) per axis, 'auto', or a byte size like '64 MiB'"
+    if isinstance(chunks, list):
+        if len(chunks) != ndim:
+            raise OpError(f"chunks {chunks} has {len(chunks)} entries but the array has "
+                          f"{ndim} axes", where="chunks", hint="one entry per axis")
+        for c in chunks:
+            if c is None or isinstance(c, str):
+                continue
+            if isinstance(c, list):  # explicit chunk sizes along this axis (0 is legal)
+                if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in c):
+                    raise OpError(f"bad chunks {chunks!r}: explicit sizes must be integers "
+                                  ">= 0", where="chunks", hint=hint)
+            elif bad_size(c):
+                raise OpError(f"bad chunks {chunks!r}: chunk size {c!r} is not allowed",
+                              where="chunks", hint=hint)
+    elif not isinstance(chunks, str) and bad_size(chunks):
+        raise OpError(f"bad chunks {chunks!r}: chunk size must be >= 1 or -1",
+                      where="chunks", hint=hint)
+
+
 @op("random", family="source", inputs="none")
 def random(ctx: Context, *, shape: list[int], chunks: Chunks = "auto", dtype: str = "float64",
            seed: int | None = None, distribution: Literal["normal", "uniform"] = "normal",
@@ -45,6 +82,9 @@ def random(ctx: Context, *, shape: list[int], chunks: Chunks = "auto", dtype: st
         if value is not None and key not in own:
             raise OpError(f"'{key}' does not apply to distribution {distribution}", where=key,
                           hint=f"{distribution} takes: " + ", ".join(own))
+    if scale is not None and scale < 0:  # numpy's normal() refuses it too
+        raise OpError(f"scale must be >= 0, got {scale}", where="scale")
+    check_chunks(chunks, len(shape))
     try:
         chunks = da.core.normalize_chunks(chunks, tuple(shape), dtype=np.dtype(dtype))
     except (ValueError, TypeError) as e:
@@ -60,8 +100,25 @@ def random(ctx: Context, *, shape: list[int], chunks: Chunks = "auto", dtype: st
     high = 1.0 if high is None else high
     if not high > low:
         raise OpError(f"high ({high}) must be greater than low ({low})", where="high")
+    # x * (high - low) + low rounds in `dtype`, and can land on `high` itself (about 1.5%
+    # of float32 samples with low=2**24, high=2**24+64), or below `low` when `low` is not
+    # representable: clip to the representable values inside [low, high).
+    lo_v, hi_v = _inside(low, high, np.dtype(dtype))
     x = rng.random(tuple(shape), chunks=chunks, dtype=dtype)
-    return (x * (high - low) + low).astype(dtype)
+    return da.clip((x * (high - low) + low).astype(dtype), lo_v, hi_v)
+
+
+def _inside(low: float, high: float, dtype: np.dtype):
+    """The smallest and largest values of ``dtype`` in [low, high)."""
+    lo_v, hi_v = dtype.type(low), dtype.type(high)
+    if float(lo_v) < low:  # compare as Python floats: NumPy would compare in `dtype`
+        lo_v = np.nextafter(lo_v, dtype.type(np.inf))
+    if float(hi_v) >= high:
+        hi_v = np.nextafter(hi_v, dtype.type(-np.inf))
+    if not lo_v <= hi_v:
+        raise OpError(f"no {dtype} value lies in [{low}, {high})", where="high",
+                      hint="widen the range or use float64")
+    return lo_v, hi_v
 
 
 @op("read", family="source", inputs="none")
