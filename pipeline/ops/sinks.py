@@ -12,8 +12,11 @@ def write(ctx: Context, x, *, path: str, format: str | None = None):
     """Write the input; the format comes from the extension.
 
     Arrays: ``.npy`` (written block by block in place), ``.zarr``, ``.json`` (small
-    results: a scalar as ``{"value": x}``, an array as nested lists). The file appears
-    only when the whole run succeeded.
+    results: a scalar as ``{"value": x}``, an array as nested lists). Tables:
+    ``.parquet`` (a folder of parts, one per partition, written by the workers), ``.csv``
+    (one file with a header), ``.json`` (small results, at most 1,000,000 rows: a list of
+    records ``{column: value}``, missing values as null). The file appears only when the
+    whole run succeeded.
 
     ```yaml
     - id: save

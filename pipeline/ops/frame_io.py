@@ -1,0 +1,178 @@
+"""Table file formats: parquet and csv (read and write), json (write, small results).
+
+Reads run under the runner's ``dataframe.backend`` config, so on the GPU backend dask
+reads each partition with cuDF straight into device memory (cuDF's parquet and csv
+readers decode on the device); on the CPU backend the partitions are pandas frames.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+
+from pipeline.errors import OpError
+from pipeline.ops.formats import Pending, reader, writer
+from pipeline.ops.frame_expr import require_columns
+from pipeline.ops.frames import known_lengths
+
+# A .json sink holds small results only; larger tables belong in .parquet / .csv.
+JSON_MAX_ROWS = 1_000_000
+
+
+def _no_chunks(chunks) -> None:
+    if chunks is not None:
+        raise OpError("'chunks' applies to arrays (npy, zarr)", where="chunks",
+                      hint="tables take 'blocksize' and 'columns'")
+
+
+def _projected(df, columns: list[str] | None):
+    """``df`` with ``columns`` in the order asked (readers may keep the file's order)."""
+    if columns is None or list(df.columns) == list(columns):
+        return df
+    return df[list(columns)]
+
+
+def _parquet_sources(paths: list[Path]) -> str | list[str]:
+    if len(paths) == 1:
+        return str(paths[0])  # a file, or a folder of parts (hive partitions included)
+    files = []
+    for p in paths:  # a glob: folders among the matches stand for their parts
+        files.extend(sorted(str(f) for f in p.rglob("*.parquet")) if p.is_dir() else [str(p)])
+    return files
+
+
+@reader("parquet")
+def read_parquet(ctx, paths: list[Path], *, chunks, columns, blocksize):
+    """Only ``columns`` are read from the files; ``blocksize`` sizes the partitions."""
+    _no_chunks(chunks)
+    source = _parquet_sources(paths)
+    options = {} if blocksize is None else {"blocksize": blocksize}
+    try:
+        df = dd.read_parquet(source, columns=columns, **options)
+    except (ValueError, KeyError, OSError) as e:
+        if columns is not None:  # most often a column that is not there: say which
+            try:
+                whole = dd.read_parquet(source, **options)
+            except (ValueError, KeyError, OSError):
+                whole = None
+            if whole is not None:
+                require_columns(whole, columns, "columns")
+        raise OpError(f"cannot read {_names(paths)} as parquet: {e}", where="path") from None
+    return _projected(df, columns)
+
+
+@reader("csv")
+def read_csv(ctx, paths: list[Path], *, chunks, columns, blocksize):
+    """Files are split into partitions of ``blocksize`` bytes; only ``columns`` are kept."""
+    _no_chunks(chunks)
+    source = [str(p) for p in paths]
+    options = {} if blocksize is None else {"blocksize": blocksize}
+    try:
+        df = dd.read_csv(source, usecols=columns, **options)
+    except (ValueError, OSError) as e:
+        if columns is not None:
+            try:
+                whole = dd.read_csv(source, **options)
+            except (ValueError, OSError):
+                whole = None
+            if whole is not None:
+                require_columns(whole, columns, "columns")
+        raise OpError(f"cannot read {_names(paths)} as csv: {e}", where="path") from None
+    return _projected(df, columns)
+
+
+def _names(paths: list[Path]) -> str:
+    shown = ", ".join(f"'{p.name}'" for p in paths[:3])
+    return shown + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+
+
+def _frame(x):
+    """A dataframe (a series becomes a one-column frame)."""
+    return x.to_frame() if getattr(x, "ndim", 2) == 1 else x
+
+
+@writer("parquet", "frame")
+def write_parquet(ctx, df, path: Path) -> Pending:
+    # A folder of parts, part.<i>.parquet, each written by the worker that holds the
+    # partition (cuDF encodes on the device). Not dask's to_parquet: it creates the folder
+    # while the graph is built, and `validate` builds every stage but must write nothing.
+    # The index is not written: tables here are their columns.
+    df = _frame(df)
+    rows = df.map_partitions(_write_part, str(path), meta=("rows", "int64"),
+                             enforce_metadata=False)  # one count per partition
+    return Pending(rows)
+
+
+def _write_part(part, folder: str, partition_info=None):
+    import os
+
+    os.makedirs(folder, exist_ok=True)
+    number = partition_info["number"] if partition_info else 0
+    part.to_parquet(os.path.join(folder, f"part.{number}.parquet"), index=False)
+    return len(part)
+
+
+@writer("csv", "frame")
+def write_csv(ctx, df, path: Path) -> Pending:
+    # One file: the partitions are appended in order, one after another.
+    parts = _frame(df).to_csv(str(path), single_file=True, index=False, compute=False)
+    return Pending(dask.delayed(_written)(parts))
+
+
+def _written(parts) -> None:
+    return None
+
+
+@writer("json", "frame")
+def write_json(ctx, df, path: Path) -> Pending:
+    # Records [{column: value}, ...] for small results, gathered to the client. Taking at
+    # most one row more than allowed bounds what travels, whatever the table's size.
+    df = _frame(df)
+    lengths = known_lengths(df)
+    if lengths is not None and sum(lengths) > JSON_MAX_ROWS:
+        raise _too_many(sum(lengths))
+    head = df.head(JSON_MAX_ROWS + 1, npartitions=-1, compute=False)
+    return Pending(head, finish=lambda table: _dump_records(table, path))
+
+
+def _too_many(rows: int | None) -> OpError:
+    size = f"{rows:,} rows is" if rows is not None else "more than that is"
+    return OpError(f"{size} too large for .json (at most {JSON_MAX_ROWS:,} rows)",
+                   where="path", hint="write .parquet or .csv instead")
+
+
+def _dump_records(table, path: Path) -> None:
+    to_pandas = getattr(table, "to_pandas", None)  # cuDF -> pandas, on the client
+    if callable(to_pandas):
+        table = to_pandas()
+    if len(table) > JSON_MAX_ROWS:
+        raise _too_many(None)
+    columns = [str(c) for c in table.columns]
+    records = [dict(zip(columns, (_plain(v) for v in row)))
+               for row in table.itertuples(index=False, name=None)]
+    with open(path, "w") as f:
+        json.dump(records, f, allow_nan=False)
+
+
+def _plain(v):
+    """JSON-safe: NaN / inf / missing -> null, NumPy scalars -> Python, times -> ISO text."""
+    if v is None:
+        return None
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, (bool, int, str)):
+        return v
+    if hasattr(v, "isoformat"):
+        return None if v != v else v.isoformat()  # NaT != NaT
+    try:
+        missing = bool(v != v)
+    except TypeError:  # pd.NA: a comparison gives NA, whose truth is ambiguous
+        missing = True
+    return None if missing else str(v)
