@@ -159,3 +159,39 @@ def resolve(requested: str, detection: Detection | None = None) -> tuple[Backend
         return GPU, f"gpu (auto: {len(det.gpus)} GPU(s) found)"
     reason = det.problem or "missing " + ", ".join(det.missing_libs)
     return CPU, f"cpu (auto: {reason})"
+
+
+def resolve_on_workers(requested: str, detections: dict[str, Detection],
+                       local_missing: tuple[str, ...] | None = None) -> tuple[Backend, str]:
+    """Pick the backend for an existing cluster from what its workers have.
+
+    ``detections``: :func:`detect` run on each worker (``client.run(detect)``). ``gpu``
+    needs every worker to have a usable GPU, and this process (the client, which builds
+    the graph) the GPU libraries; ``auto`` picks gpu only then.
+
+    Raises
+    ------
+    InputError
+        ``gpu`` was asked for but some worker (or this client) cannot run it.
+    """
+    if requested == "cpu":
+        return CPU, "cpu (asked for)"
+    if local_missing is None:
+        local_missing = tuple(lib for lib in ("cupy", "cudf")
+                              if importlib.util.find_spec(lib) is None)
+    n = len(detections)
+    without = {addr: d for addr, d in sorted(detections.items())
+               if d.problem or d.missing_libs}
+    if without:
+        addr, det = next(iter(without.items()))
+        reason = (f"{len(without)} of {n} worker(s) have no usable GPU ({addr}: "
+                  + (det.problem or "missing " + ", ".join(det.missing_libs)) + ")")
+        hint = "start GPU workers with `dask cuda worker`, or use --backend cpu"
+    elif local_missing:
+        reason = "this client lacks " + ", ".join(local_missing)
+        hint = GPU_INSTALL_HINT + " here too, or use --backend cpu"
+    else:
+        return GPU, f"gpu ({'asked for' if requested == 'gpu' else 'auto'}: {n} GPU worker(s))"
+    if requested == "gpu":
+        raise InputError(f"backend gpu asked for, but {reason}", where="backend", hint=hint)
+    return CPU, f"cpu (auto: {reason})"

@@ -97,22 +97,28 @@ def _validate(args) -> int:
 
 
 def _run(args) -> int:
-    from pipeline import backends, cluster, runner
+    from pipeline import cluster, runner
     from pipeline.report import table
 
     p = _load(args)
     wf = p.workflow
-    backend, why = backends.resolve(wf.backend)
     say = (lambda *_: None) if args.quiet else print
-    say(f"workflow '{wf.name}': backend {why}")
     for w in p.warnings:
         print(f"warning: {w}", file=sys.stderr)
     dash = None if args.no_dashboard else (args.dashboard_address or "keep")
-    with cluster.connect(wf.cluster, backend, address=args.address,
+    # the backend is resolved here (local cluster) or on the workers (existing cluster)
+    with cluster.connect(wf.cluster, wf.backend, address=args.address,
                          dashboard_address=dash) as session:
+        say(f"workflow '{wf.name}': backend {session.backend_why}")
         if session.dashboard_link:
             say(f"dashboard: {session.dashboard_link}")
-        doc = runner.run(p, backend, session, progress=not args.quiet and sys.stdout.isatty())
+        doc = runner.run(p, session.backend, session,
+                         progress=not args.quiet and sys.stdout.isatty())
+    for lost in doc.get("lost_workers", ()):
+        gone = "left" if lost["graceful"] else "was lost"
+        print(f"warning: worker {lost['worker']} {gone} during the run; Dask recomputed "
+              f"its {lost['tasks_running']} running and {lost['results_recomputed']} held "
+              f"task(s) elsewhere", file=sys.stderr)
     print(table(doc["stages"], doc["totals"]))
     print(f"run folder: {wf.output_dir}")
     return 0

@@ -9,11 +9,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
+from pipeline import backends
 from pipeline.backends import Backend
 from pipeline.errors import InputError
 from pipeline.spec import ClusterSpec
 
-CONNECT_TIMEOUT_S = 10
+# Dask config keys (``pipeline.<key>``, or DASK_PIPELINE__CONNECT_TIMEOUT=30s etc. in the
+# environment) and their defaults.
+TIMEOUTS = {
+    "connect-timeout": "10s",  # reaching an existing scheduler
+    "workers-timeout": "60s",  # for its first worker to join (containers start slowly)
+    "no-workers-timeout": "60s",  # a run with no worker left fails after this
+}
+
+
+def timeout_s(key: str) -> float:
+    """Seconds of the ``pipeline.<key>`` timeout (see :data:`TIMEOUTS`)."""
+    import dask
+    from dask.utils import parse_timedelta
+
+    return parse_timedelta(dask.config.get(f"pipeline.{key}", TIMEOUTS[key]))
 
 
 @dataclass
@@ -25,44 +40,113 @@ class Session:
     address: str
     dashboard_link: str | None
     n_workers: int
+    backend: Backend | None = None
+    backend_why: str = ""
 
 
 @contextmanager
-def connect(spec: ClusterSpec, backend: Backend, *, address: str | None = None,
+def connect(spec: ClusterSpec, backend: Backend | str, *, address: str | None = None,
             dashboard_address: str | None = "keep") -> Iterator[Session]:
     """Start (or connect to) the cluster for ``backend``; close what we started.
 
+    ``backend``: a :class:`Backend`, or what the workflow asks for (auto / cpu / gpu),
+    resolved on this host for a local cluster and on the workers for an existing one.
     ``dashboard_address``: ``"keep"`` uses the workflow's; ``None`` disables it.
 
     Raises
     ------
     InputError
-        The scheduler cannot be reached, or a cluster option is invalid for this backend.
+        The scheduler cannot be reached or has no workers, the workers lack the asked-for
+        backend, or a cluster option is invalid for this backend.
     """
     from distributed import Client
 
+    where = "--address" if address else "cluster.address"
     address = address or spec.address
     if address:
-        try:
-            client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s")
-        except (OSError, TimeoutError) as e:
-            raise InputError(f"cannot reach the scheduler at {address} within "
-                             f"{CONNECT_TIMEOUT_S} s ({type(e).__name__})", where="--address",
-                             hint="is `dask scheduler` running there?") from None
-        with client:
+        requested = backend if isinstance(backend, str) else backend.name
+        with _existing(address, spec, where) as client:
+            chosen, why = _workers_backend(client, requested, address, where)
             n = len(client.scheduler_info()["workers"])
-            yield Session(client, "existing", address, client.dashboard_link, n)
+            yield Session(client, "existing", address, client.dashboard_link, n, chosen, why)
         return
+    backend, why = backends.resolve(backend) if isinstance(backend, str) \
+        else (backend, backend.name)
     dash = spec.dashboard_address if dashboard_address == "keep" else dashboard_address
     cluster = _local_cuda(spec, dash) if backend.name == "gpu" else _local(spec, dash)
     with cluster, Client(cluster) as client:
         yield Session(client, type(cluster).__name__, cluster.scheduler_address,
-                      cluster.dashboard_link if dash else None, len(cluster.workers))
+                      cluster.dashboard_link if dash else None, len(cluster.workers),
+                      backend, why)
+
+
+@contextmanager
+def _existing(address: str, spec: ClusterSpec, where: str):
+    """A client of the scheduler at ``address`` once a worker has joined; only the client
+    is closed on exit, never the cluster (we did not start it)."""
+    from distributed import Client
+
+    connect_s = timeout_s("connect-timeout")
+    sec = security(spec)
+    if address.startswith("tls://"):
+        from distributed.security import Security
+
+        tls = sec or Security()  # Security() reads Dask's distributed.comm.tls config
+        if not (tls.tls_ca_file and tls.tls_client_cert):
+            raise InputError(f"{address} needs TLS settings: a CA file and a client "
+                             "certificate", where=where,
+                             hint="set cluster.security (tls_ca_file, tls_client_cert, "
+                                  "tls_client_key), or Dask's distributed.comm.tls config; "
+                                  "docs/deploy.md")
+    try:
+        client = Client(address, timeout=connect_s, security=sec)
+    except (OSError, TimeoutError) as e:
+        raise InputError(f"cannot reach the scheduler at {address} within {connect_s:g} s "
+                         f"({type(e).__name__})", where=where,
+                         hint="is `dask scheduler` running there, and reachable from here? "
+                              "TLS schedulers need tls:// and cluster.security") from None
+    with client:
+        workers_s = timeout_s("workers-timeout")
+        try:
+            client.wait_for_workers(1, timeout=workers_s)
+        except TimeoutError:
+            raise InputError(f"the scheduler at {address} has no workers (none joined within "
+                             f"{workers_s:g} s)", where=where,
+                             hint=f"start some: dask worker {address} (CPU) or "
+                                  f"dask cuda worker {address} (GPU)") from None
+        yield client
+
+
+def _workers_backend(client, requested: str, address: str, where: str) -> tuple[Backend, str]:
+    """Resolve ``requested`` against what the workers have (NVML + GPU libraries there)."""
+    try:
+        detections = client.run(backends.detect)
+    except Exception as e:  # distributed re-raises a worker's failure to unpickle as Exception
+        if "No module named" not in str(e):
+            raise
+        raise InputError(f"the workers at {address} cannot import the pipeline ({e})",
+                         where=where,
+                         hint="install this project on the workers too (the Dockerfile "
+                              "does)") from None
+    return backends.resolve_on_workers(requested, detections)
+
+
+def security(spec: ClusterSpec):
+    """``distributed.Security`` from ``cluster.security``; ``None`` leaves Dask's own
+    ``distributed.comm.tls.*`` configuration in charge."""
+    if not spec.security:
+        return None
+    from distributed.security import Security
+
+    return Security(**spec.security)
 
 
 def _dashboard_kwargs(dash: str | None) -> dict:
     if dash is None:
-        return {"dashboard_address": None, "scheduler_kwargs": {"dashboard": False}}
+        # the scheduler's HTTP server (health, metrics) still starts: on a free port, so
+        # that 8787 being taken costs nothing
+        return {"dashboard_address": None,
+                "scheduler_kwargs": {"dashboard": False, "dashboard_address": "127.0.0.1:0"}}
     return {"dashboard_address": dash}
 
 

@@ -28,6 +28,7 @@ from pipeline.backends import Backend
 from pipeline.errors import InputError, RunFailed
 from pipeline.ops.context import Context
 from pipeline.plan import Plan
+from pipeline.watch import WorkerWatch
 
 # Dask's low-level task fusion drops span annotations; blockwise fusion (element-wise
 # chains into one task per chunk) still happens with it off.
@@ -121,15 +122,19 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool = False) -> dic
                 performance_report(filename=str(staging / "performance-report.html")):
             sinks = list(built.sinks.values())
             futures = client.compute([*(p.collection for p in sinks), *row_counts.values()])
+            watch = WorkerWatch(client, futures, session.address).start()
             if progress:
                 from distributed import progress as show_progress
 
                 show_progress(futures)
-            wait(futures)
             try:
+                wait(futures)  # raises when the run was cancelled (no worker left)
                 results = client.gather(futures)
             except Exception as e:  # a task's own exception, re-raised by gather
-                raise RunFailed(f"the run failed: {type(e).__name__}: {e}") from e
+                raise RunFailed(watch.failure
+                                or f"the run failed: {type(e).__name__}: {e}") from e
+            finally:
+                watch.stop()
         for pending, result in zip(sinks, results):
             if pending.finish:
                 pending.finish(result)
@@ -162,6 +167,7 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool = False) -> dic
         "totals": totals,
         "outputs": files,
         "warnings": list(plan.warnings),
+        "lost_workers": watch.lost,
     }
     report.write_json(out_dir / "report.json", doc)
     return doc

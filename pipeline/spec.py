@@ -34,7 +34,11 @@ CLUSTER_DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "rmm_pool_size": None,
     "protocol": "tcp",
     "dashboard_address": "127.0.0.1:8787",
+    "security": None,
 })
+# cluster.security: the TLS settings of distributed.security.Security the client uses.
+SECURITY_FILES = ("tls_ca_file", "tls_client_cert", "tls_client_key")
+SECURITY_KEYS = (*SECURITY_FILES, "require_encryption")
 # Keys every stage may carry; every other key is a parameter of its op.
 STAGE_KEYS = ("id", "op", "input", "inputs")
 
@@ -80,6 +84,7 @@ class ClusterSpec:
     rmm_pool_size: str | int | float | None
     protocol: str
     dashboard_address: str | None
+    security: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -209,7 +214,7 @@ def _validate(raw: dict, path: Path) -> Workflow:
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}{did_you_mean(backend, BACKENDS)}",
                          where="backend", hint="one of: " + ", ".join(BACKENDS))
-    cluster = _cluster(raw.get("cluster") or {})
+    cluster = _cluster(raw.get("cluster") or {}, path.resolve().parent)
     out = raw.get("output_dir") or f"runs/{name}"
     if not isinstance(out, str):
         raise InputError("must be a path string", where="output_dir")
@@ -219,7 +224,7 @@ def _validate(raw: dict, path: Path) -> Workflow:
                     raw=MappingProxyType(raw))
 
 
-def _cluster(raw) -> ClusterSpec:
+def _cluster(raw, base_dir: Path) -> ClusterSpec:
     if not isinstance(raw, dict):
         raise InputError("must be a mapping", where="cluster")
     for key in raw:
@@ -241,7 +246,36 @@ def _cluster(raw) -> ClusterSpec:
         if c[key] is not None and not isinstance(c[key], str):
             raise InputError(f"bad value {c[key]!r}", where=f"cluster.{key}",
                              hint="a string like 'tcp://host:8786', or null")
+    c["security"] = _security(c["security"], base_dir)
     return ClusterSpec(**c)
+
+
+def _security(raw, base_dir: Path) -> Mapping[str, Any] | None:
+    """``cluster.security``: PEM file paths (relative ones resolve against the workflow
+    file's folder) and ``require_encryption``."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise InputError("must be a mapping", where="cluster.security",
+                         hint="keys: " + ", ".join(SECURITY_KEYS))
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        where = f"cluster.security.{key}"
+        if key not in SECURITY_KEYS:
+            raise unknown_key(key, SECURITY_KEYS, "cluster.security")
+        if key == "require_encryption":
+            if not isinstance(value, bool):
+                raise InputError(f"bad value {value!r}", where=where, hint="true or false")
+            out[key] = value
+            continue
+        if not isinstance(value, str) or not value:
+            raise InputError(f"bad value {value!r}", where=where, hint="a PEM file path")
+        file = base_dir / Path(value).expanduser()
+        if not file.is_file():
+            raise InputError(f"file not found: {value!r}", where=where,
+                             hint=f"relative paths resolve against {base_dir}")
+        out[key] = str(file)
+    return MappingProxyType(out)
 
 
 def _stages(raw) -> tuple[Stage, ...]:

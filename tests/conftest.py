@@ -46,7 +46,9 @@ def cluster():
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None, scheduler_kwargs={"dashboard": False},
+                      dashboard_address=None,
+                      # its HTTP server (health, metrics) on a free port: 8787 may be taken
+                      scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
                       silence_logs=logging.ERROR) as c:
         yield c
 

@@ -34,7 +34,9 @@ def session():
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                      dashboard_address=None, scheduler_kwargs={"dashboard": False},
+                      dashboard_address=None,
+                      # its HTTP server (health, metrics) on a free port: 8787 may be taken
+                      scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
                       silence_logs=logging.CRITICAL) as c, Client(c) as client:
         yield cluster.Session(client, "LocalCluster", c.scheduler_address, None, 1)
 
