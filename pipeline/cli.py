@@ -41,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
 
     ops = sub.add_parser("ops", help="list the ops, or describe one")
     ops.add_argument("op", nargs="?")
+
+    doctor = sub.add_parser("doctor", help="check this machine for GPU runs: GPUs, driver, "
+                                           "CUDA, libraries, and the fix for each problem")
+    doctor.add_argument("--no-import", action="store_true",
+                        help="skip test-importing the GPU libraries (done in a child process)")
     return p
 
 
@@ -48,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
-        return {"run": _run, "validate": _validate, "ops": _ops}[args.command](args)
+        return {"run": _run, "validate": _validate, "ops": _ops,
+                "doctor": _doctor}[args.command](args)
     except PipelineError as e:
         if args.verbose:
             traceback.print_exc()
@@ -143,3 +149,11 @@ def _ops(args) -> int:
             for info in members:
                 print(f"  {info.name:<12} {info.summary}")
     return 0
+
+
+def _doctor(args) -> int:
+    from pipeline import doctor
+
+    facts = doctor.gather(import_check=not args.no_import)
+    print(doctor.render(facts, doctor.diagnose(facts)))
+    return 0  # a report, not a check: problems are printed with their fixes

@@ -25,11 +25,19 @@ def versions() -> dict[str, str]:
     return out
 
 
-def write_json(path: Path, doc: dict) -> None:
-    """Write ``doc`` to ``path`` through a temporary name, so it is never half-written."""
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary name, so it is never half-written."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    if isinstance(data, bytes):
+        tmp.write_bytes(data)
+    else:
+        tmp.write_text(data, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_json(path: Path, doc: dict) -> None:
+    """Write ``doc`` to ``path`` as indented JSON, atomically."""
+    write_atomic(path, json.dumps(doc, indent=2, default=str) + "\n")
 
 
 def human_bytes(n: float) -> str:

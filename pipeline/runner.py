@@ -23,7 +23,7 @@ from typing import Any
 import dask
 import dask.array as da
 
-from pipeline import metrics, report
+from pipeline import metrics, report, report_html
 from pipeline.backends import Backend
 from pipeline.errors import InputError, RunFailed
 from pipeline.ops.context import Context
@@ -93,8 +93,10 @@ def output_info(value) -> dict:
     return {"kind": "sink"}
 
 
-def run(plan: Plan, backend: Backend, session, *, progress: bool = False) -> dict:
+def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False) -> dict:
     """Run the plan on ``session``'s cluster and return the report (also written).
+
+    ``progress``: draw per-stage progress on stdout (True) or on the given terminal stream.
 
     Raises
     ------
@@ -124,9 +126,9 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool = False) -> dic
             futures = client.compute([*(p.collection for p in sinks), *row_counts.values()])
             watch = WorkerWatch(client, futures, session.address).start()
             if progress:
-                from distributed import progress as show_progress
+                from pipeline import progress as show
 
-                show_progress(futures)
+                show.wait(client, futures, built.span_ids, None if progress is True else progress)
             try:
                 wait(futures)  # raises when the run was cancelled (no worker left)
                 results = client.gather(futures)
@@ -170,6 +172,7 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool = False) -> dic
         "lost_workers": watch.lost,
     }
     report.write_json(out_dir / "report.json", doc)
+    report_html.write(out_dir / "report.html", doc)
     return doc
 
 

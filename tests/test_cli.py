@@ -25,7 +25,7 @@ def test_run_writes_outputs_and_report(address, tmp_path, capsys):
     assert result.shape == (33,) and result.dtype == np.float32
     report = json.loads((out / "report.json").read_text())
     assert [s["id"] for s in report["stages"]] == ["signal", "spectrum", "power", "mean_power",
-                                                   "save"]
+                                                   "save", "plot"]
     spectrum = report["stages"][1]
     assert spectrum["output"] == {"kind": "array", "shape": [256, 33], "dtype": "complex64",
                                   "bytes": 256 * 33 * 8, "chunks": 3}
@@ -35,8 +35,9 @@ def test_run_writes_outputs_and_report(address, tmp_path, capsys):
     assert report["workflow"]["spec"]["stages"][0]["shape"] == [256, 64]
     assert report["outputs"][0]["path"].endswith("mean_power.npy")
     assert (out / "performance-report.html").stat().st_size > 1000
-    assert sorted(p.name for p in out.iterdir()) == ["mean_power.npy",
-                                                     "performance-report.html", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "mean_power.npy", "mean_power.png", "performance-report.html", "report.html",
+        "report.json"]
     table = capsys.readouterr().out
     assert "mean_power" in table and "run folder:" in table
 

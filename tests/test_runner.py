@@ -91,4 +91,4 @@ def test_rerun_replaces_outputs_and_shared_intermediate(tmp_path, session):
     # x feeds two sinks but is generated once: one task per chunk
     assert next(s for s in doc["stages"] if s["id"] == "x")["tasks"] == 4
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["performance-report.html", "report.json", "sub", "x.zarr"]
+    assert names == ["performance-report.html", "report.html", "report.json", "sub", "x.zarr"]

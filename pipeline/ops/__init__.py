@@ -1,7 +1,7 @@
 """The op catalogue. Importing this package registers every op (and imports dask)."""
 
 from pipeline.ops import (  # noqa: F401  (register)
-    array_io, arrays, convolve, frame_io, frames, sinks, sources)
+    array_io, arrays, convolve, frame_io, frames, plots, sinks, sources)
 from pipeline.ops.registry import REGISTRY, OpInfo, get, op
 
 __all__ = ["REGISTRY", "OpInfo", "get", "op"]

@@ -1,0 +1,402 @@
+"""``python -m pipeline doctor``: what stands between this machine and a GPU run.
+
+It reports the GPUs NVML sees (name, memory, compute capability), the driver and the
+newest CUDA it supports, the GPU libraries (installed distribution, the CUDA major it is
+built for, whether it imports), ``CUDA_VISIBLE_DEVICES``, and one exact fix per problem.
+
+Nothing here creates a CUDA context: NVML only queries the driver, installed versions
+come from package metadata (``cupy-cuda12x`` -> CUDA 12, read from the distribution name),
+and the import check runs in a child process that exits right after.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+
+# import name -> what it is for; the first three are what backend gpu needs
+LIBS = {"cupy": "GPU arrays", "cudf": "GPU dataframes", "dask_cuda": "LocalCUDACluster",
+        "rmm": "GPU memory pools", "dask_cudf": "Dask on cuDF"}
+REQUIRED = ("cupy", "cudf", "dask_cuda")  # what backends.detect() checks
+RAPIDS = ("cudf", "rmm", "dask_cuda", "dask_cudf")  # released together, same YY.MM
+# Oldest Linux driver for each CUDA major (CUDA's minor-version compatibility).
+MIN_DRIVER = {11: "450.80.02", 12: "525.60.13", 13: "580.65.06"}
+# RAPIDS 24.x+ (cuDF, RMM) need Volta or newer.
+MIN_COMPUTE = (7, 0)
+IMPORT_TIMEOUT_S = 120
+GPU_EXTRA_FALLBACK = ['dask-cuda==26.10.*', 'cupy-cuda12x>=13', 'cudf-cu12==26.10.*',
+                      'dask-cudf-cu12==26.10.*']
+HIDDEN = {"", "-1", "none", "nodevfiles", "void"}
+CONTAINER_HINT = ("in a container, start it with `docker run --gpus all` "
+                  "(NVIDIA Container Toolkit)")
+
+
+@dataclass
+class Gpu:
+    index: int
+    name: str
+    memory_total: int
+    memory_used: int | None = None
+    uuid: str = ""
+    compute: tuple[int, int] | None = None
+
+
+@dataclass
+class Nvml:
+    """What NVML says; ``error`` (the NVMLError class name) when it could not say."""
+
+    error: str | None = None
+    detail: str = ""
+    driver: str | None = None
+    cuda: tuple[int, int] | None = None  # the newest CUDA the driver supports
+    gpus: list[Gpu] = field(default_factory=list)
+
+
+@dataclass
+class Lib:
+    module: str
+    dists: list[tuple[str, str]] = field(default_factory=list)  # (name, version)
+    import_checked: bool = False
+    import_error: str | None = None
+
+    @property
+    def installed(self) -> bool:
+        return bool(self.dists)
+
+    @property
+    def cuda_major(self) -> int | None:
+        majors = {m for m in (cuda_major_of(d) for d, _ in self.dists) if m}
+        return majors.pop() if len(majors) == 1 else None
+
+
+@dataclass
+class Facts:
+    nvml: Nvml
+    libs: dict[str, Lib]
+    visible: str | None  # CUDA_VISIBLE_DEVICES, None when unset
+    cuda_wheels: dict[str, str] = field(default_factory=dict)  # nvidia-*-cuXX runtime wheels
+    pynvml: str | None = None  # the distribution providing pynvml, with its version
+
+
+@dataclass
+class Problem:
+    what: str
+    fix: str
+
+
+def cuda_major_of(dist: str) -> int | None:
+    """``cupy-cuda12x`` -> 12, ``cudf-cu12`` -> 12, ``dask-cuda`` -> None."""
+    m = re.search(r"-cu(?:da)?(\d+)x?$", dist.lower())
+    return int(m.group(1)) if m else None
+
+
+def gather(*, env=None, import_check: bool = True) -> Facts:
+    """Collect the facts: NVML, the installed GPU libraries, the environment."""
+    env = os.environ if env is None else env
+    owners = metadata.packages_distributions()
+    libs = {}
+    for module in LIBS:
+        dists = sorted({(d, metadata.version(d)) for d in owners.get(module, [])})
+        libs[module] = Lib(module, dists)
+    if import_check:
+        errors = probe_imports([m for m, lib in libs.items() if lib.installed])
+        for module, error in errors.items():
+            libs[module].import_checked, libs[module].import_error = True, error
+    wheels = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"] or ""
+        if re.fullmatch(r"nvidia-cuda-(runtime|nvrtc)-cu\d+", name.lower()):
+            wheels[name] = dist.version
+    pynvml = ", ".join(f"{d} {metadata.version(d)}" for d in owners.get("pynvml", [])) or None
+    return Facts(probe_nvml(), libs, env.get("CUDA_VISIBLE_DEVICES"), wheels, pynvml)
+
+
+def probe_nvml() -> Nvml:
+    """Ask NVML for the driver and the GPUs (no CUDA context is created)."""
+    try:
+        import pynvml
+    except ImportError:
+        return Nvml(error="NoPynvml", detail="nvidia-ml-py (pynvml) is not installed")
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as e:
+        return Nvml(error=type(e).__name__.removeprefix("NVMLError_"), detail=str(e))
+    try:
+        cuda = pynvml.nvmlSystemGetCudaDriverVersion()
+        out = Nvml(driver=_text(pynvml.nvmlSystemGetDriverVersion()),
+                   cuda=(cuda // 1000, cuda % 1000 // 10))
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
+            try:
+                compute = tuple(pynvml.nvmlDeviceGetCudaComputeCapability(h))
+            except pynvml.NVMLError:  # old drivers lack the query
+                compute = None
+            out.gpus.append(Gpu(i, _text(pynvml.nvmlDeviceGetName(h)), int(mem.total),
+                                int(mem.used), _text(pynvml.nvmlDeviceGetUUID(h)), compute))
+        return out
+    except pynvml.NVMLError as e:
+        return Nvml(error=type(e).__name__.removeprefix("NVMLError_"), detail=str(e))
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def probe_imports(modules: list[str]) -> dict[str, str | None]:
+    """Import each module in a child process: ``{module: None | "Error: message"}``."""
+    if not modules:
+        return {}
+    code = ("import json, sys\nout = {}\nfor m in sys.argv[1:]:\n    try:\n"
+            "        __import__(m)\n        out[m] = None\n    except Exception as e:\n"
+            "        out[m] = f'{type(e).__name__}: {e}'.strip().splitlines()[-1]\n"
+            "print('RESULT:' + json.dumps(out))")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, *modules], capture_output=True,
+                              text=True, timeout=IMPORT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return {m: f"importing took over {IMPORT_TIMEOUT_S} s" for m in modules}
+    if "RESULT:" not in proc.stdout:  # the child crashed (e.g. a segfault in a library)
+        last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        return {m: f"the import check crashed: {last}" for m in modules}
+    return json.loads(proc.stdout.rsplit("RESULT:", 1)[1])
+
+
+def gpu_requirements() -> list[str]:
+    """The ``gpu`` extra's pins, as installed with this package (or the known ones)."""
+    try:
+        reqs = metadata.requires("pipeline") or []
+    except metadata.PackageNotFoundError:
+        reqs = []
+    pins = [r.split(";")[0].strip() for r in reqs if re.search(r"extra\s*==\s*.gpu.", r)]
+    return pins or GPU_EXTRA_FALLBACK
+
+
+def pip_install(pins: list[str]) -> str:
+    return "python -m pip install " + " ".join(f'"{p}"' for p in pins)
+
+
+def diagnose(f: Facts) -> list[Problem]:
+    """Every problem found, each with the exact command or step that fixes it."""
+    problems: list[Problem] = []
+    nv = f.nvml
+    libs = f.libs
+    wants_gpu = any(lib.installed for lib in libs.values())
+    pins = gpu_requirements()
+    if nv.error:
+        if nv.error == "NoPynvml":
+            problems.append(Problem("nvidia-ml-py (pynvml) is not installed, so GPUs cannot "
+                                    "be detected", 'python -m pip install "nvidia-ml-py>=12"'))
+        elif nv.error == "DriverNotLoaded":
+            problems.append(Problem("the NVIDIA driver is installed but not loaded",
+                                    "sudo modprobe nvidia (or reboot); `nvidia-smi` must "
+                                    "then list the GPUs"))
+        elif nv.error == "LibRmVersionMismatch":
+            problems.append(Problem("the NVIDIA kernel module and driver library versions "
+                                    "differ (driver upgraded without a reboot)",
+                                    "reboot, then check `nvidia-smi`"))
+        elif nv.error == "NoPermission":
+            problems.append(Problem("no permission to open the GPU devices (/dev/nvidia*)",
+                                    "add your user to the group owning /dev/nvidia* "
+                                    "(e.g. sudo usermod -aG video $USER, then log in again)"))
+        elif wants_gpu:  # LibraryNotFound etc.: only a problem when a GPU is wanted here
+            problems.append(Problem(f"GPU libraries are installed but no NVIDIA driver was "
+                                    f"found ({nv.detail})",
+                                    f"install the NVIDIA driver so that `nvidia-smi` lists "
+                                    f"the GPU; {CONTAINER_HINT}"))
+        return problems + _library_problems(f, pins)
+    if not nv.gpus:
+        problems.append(Problem("the NVIDIA driver is loaded but reports no GPUs",
+                                 f"check `nvidia-smi`; {CONTAINER_HINT}"))
+        return problems + _library_problems(f, pins)
+    problems += _visible_problems(f)
+    problems += _library_problems(f, pins)
+    needs_volta = [lib for lib in ("cudf", "rmm") if libs[lib].installed]
+    for gpu in nv.gpus:
+        if gpu.compute and gpu.compute < MIN_COMPUTE and needs_volta:
+            problems.append(Problem(
+                f"GPU {gpu.index} ({gpu.name}) has compute capability "
+                f"{gpu.compute[0]}.{gpu.compute[1]}; cuDF / RMM need "
+                f"{MIN_COMPUTE[0]}.{MIN_COMPUTE[1]} or newer (Volta+)",
+                "run with --backend cpu on this machine, or use a Volta-or-newer GPU"))
+    return problems
+
+
+def _library_problems(f: Facts, pins: list[str]) -> list[Problem]:
+    problems = []
+    libs, nv = f.libs, f.nvml
+    if nv.gpus:
+        missing = [m for m in REQUIRED if not libs[m].installed]
+        if missing:
+            problems.append(Problem(
+                "GPUs are present but these libraries are missing: " + ", ".join(missing),
+                pip_install(pins) + "   (or, in this repository: "
+                'python -m pip install -e ".[gpu]")'))
+    for lib in libs.values():
+        if len(lib.dists) > 1:
+            names = " ".join(d for d, _ in lib.dists)
+            keep = _best_dist(lib, nv)
+            problems.append(Problem(
+                f"{lib.module} is installed {len(lib.dists)} times ({names}); the copies "
+                "overwrite each other's files",
+                f"python -m pip uninstall -y {names} && python -m pip install {keep}"))
+    driver_major = nv.cuda[0] if nv.cuda else None
+    too_new = set()
+    for lib in libs.values():
+        major = lib.cuda_major
+        if driver_major is None or major is None or major <= driver_major:
+            continue
+        too_new.add(lib.module)
+        dist = lib.dists[0][0]
+        older = re.sub(r"(\d+)(x?)$", lambda m: f"{driver_major}{m.group(2)}", dist)
+        problems.append(Problem(
+            f"{dist} is built for CUDA {major}, but driver {nv.driver} supports CUDA up to "
+            f"{nv.cuda[0]}.{nv.cuda[1]}",
+            f"upgrade the NVIDIA driver to {MIN_DRIVER.get(major, 'a newer release')} or "
+            f"newer (CUDA {major}); or install the CUDA {driver_major} build: python -m pip "
+            f"uninstall -y {dist} && python -m pip install {older}"))
+    # (a library too new for the driver already has its fix above)
+    majors = {lib.cuda_major: lib for lib in libs.values()
+              if lib.cuda_major and lib.module not in too_new}
+    if len(majors) > 1:
+        # keep the newest CUDA major the driver supports
+        fits = [m for m in majors if driver_major is None or m <= driver_major]
+        want = max(fits) if fits else min(majors)
+        odd = [lib for m, lib in majors.items() if m != want]
+        listing = ", ".join(f"{lib.dists[0][0]} (CUDA {lib.cuda_major})"
+                            for lib in majors.values())
+        fixes = " && ".join(
+            f"python -m pip uninstall -y {lib.dists[0][0]} && python -m pip install "
+            + re.sub(r"(\d+)(x?)$", lambda m: f"{want}{m.group(2)}", lib.dists[0][0])
+            for lib in odd)
+        problems.append(Problem(f"the GPU libraries are built for different CUDA majors: "
+                                f"{listing}", fixes))
+    rapids = {m: _release(libs[m]) for m in RAPIDS if libs[m].installed}
+    if len(set(rapids.values())) > 1:
+        listing = ", ".join(f"{libs[m].dists[0][0]} {libs[m].dists[0][1]}" for m in rapids)
+        problems.append(Problem(f"RAPIDS libraries from different releases: {listing}",
+                                pip_install([p for p in pins if not p.startswith("cupy")])))
+    for lib in libs.values():
+        if lib.installed and lib.import_error:
+            dist, version = lib.dists[0]
+            problems.append(Problem(
+                f"{dist} {version} is installed but `import {lib.module}` fails: "
+                f"{lib.import_error}",
+                f"python -m pip install --force-reinstall \"{dist}=={version}\"; if it still "
+                f"fails, `python -c 'import {lib.module}'` shows the whole error"))
+    return problems
+
+
+def _best_dist(lib: Lib, nv: Nvml) -> str:
+    """Of several builds of one library, the newest CUDA major the driver supports."""
+    usable = [(cuda_major_of(d) or 0, d) for d, _ in lib.dists
+              if not nv.cuda or (cuda_major_of(d) or 0) <= nv.cuda[0]]
+    return max(usable)[1] if usable else lib.dists[0][0]
+
+
+def _release(lib: Lib) -> str:
+    return ".".join(lib.dists[0][1].split(".")[:2])  # 26.10.01 -> 26.10
+
+
+def _visible_problems(f: Facts) -> list[Problem]:
+    if f.visible is None:
+        return []
+    gpus = f.nvml.gpus
+    every = ",".join(str(g.index) for g in gpus)
+    if f.visible.strip().lower() in HIDDEN:
+        return [Problem(f"CUDA_VISIBLE_DEVICES={f.visible!r} hides every GPU from CUDA",
+                        f"unset CUDA_VISIBLE_DEVICES   (or export CUDA_VISIBLE_DEVICES={every})")]
+    bad = [e for e in _visible_entries(f.visible) if _match_gpu(e, gpus) is None]
+    if not bad:
+        return []
+    return [Problem(f"CUDA_VISIBLE_DEVICES={f.visible} names "
+                    + ", ".join(repr(b) for b in bad)
+                    + f", which is not one of the {len(gpus)} GPU(s) NVML sees "
+                    f"(0-{len(gpus) - 1}); CUDA ignores it and every entry after it",
+                    f"export CUDA_VISIBLE_DEVICES={every}   (or unset CUDA_VISIBLE_DEVICES)")]
+
+
+def _visible_entries(value: str) -> list[str]:
+    return [e.strip() for e in value.split(",") if e.strip()]
+
+
+def _match_gpu(entry: str, gpus: list[Gpu]) -> Gpu | None:
+    if entry.isdigit():
+        return next((g for g in gpus if g.index == int(entry)), None)
+    return next((g for g in gpus if g.uuid and g.uuid.startswith(entry)), None)
+
+
+def render(f: Facts, problems: list[Problem]) -> str:
+    """The report printed by ``python -m pipeline doctor``."""
+    nv = f.nvml
+    lines = ["NVIDIA driver"]
+    if nv.error:
+        lines.append(f"  not available: {nv.detail or nv.error}")
+    else:
+        lines.append(f"  driver {nv.driver}, supports CUDA up to {nv.cuda[0]}.{nv.cuda[1]}")
+    lines.append(f"  pynvml: {f.pynvml or 'not installed'}")
+    lines.append("GPUs (NVML)")
+    if not nv.gpus:
+        lines.append("  none")
+    for g in nv.gpus:
+        used = f", {_gib(g.memory_used)} used" if g.memory_used is not None else ""
+        compute = f", compute {g.compute[0]}.{g.compute[1]}" if g.compute else ""
+        lines.append(f"  {g.index}  {g.name}  {_gib(g.memory_total)}{used}{compute}  {g.uuid}")
+    lines.append(f"CUDA_VISIBLE_DEVICES: {'not set' if f.visible is None else repr(f.visible)}")
+    lines.append("GPU libraries")
+    width = max(len(m) for m in f.libs)
+    for module, lib in f.libs.items():
+        if not lib.installed:
+            state = "not installed"
+        else:
+            state = ", ".join(f"{d} {v}" for d, v in lib.dists)
+            major = lib.cuda_major
+            state += f"  (CUDA {major})" if major else ""
+            if lib.import_error:
+                state += f"  import FAILS: {lib.import_error}"
+            elif lib.import_checked:
+                state += "  imports"
+        lines.append(f"  {module:<{width}}  {state}   [{LIBS[module]}]")
+    if f.cuda_wheels:
+        lines.append("CUDA runtime wheels: " + ", ".join(f"{k} {v}"
+                                                           for k, v in f.cuda_wheels.items()))
+    lines.append("")
+    if problems:
+        lines.append(f"problems ({len(problems)}):")
+        for i, p in enumerate(problems, 1):
+            lines += [f"  {i}. {p.what}", f"     fix: {p.fix}"]
+        lines.append("")
+    lines.append(verdict(f, problems))
+    return "\n".join(lines)
+
+
+def verdict(f: Facts, problems: list[Problem]) -> str:
+    """One line: which backend runs will use, and whether the GPU path is ready."""
+    gpus = f.nvml.gpus
+    libs_ok = all(f.libs[m].installed for m in REQUIRED)
+    if not gpus:
+        line = ("no GPU found: runs will use the CPU backend (backend: auto picks cpu; "
+                "backend: gpu stops with exit 2)")
+        if f.nvml.error == "LibraryNotFound" and not problems:
+            line += (f".\nIf this machine has an NVIDIA GPU: install the NVIDIA driver so "
+                     f"that `nvidia-smi` lists it; {CONTAINER_HINT}.")
+        return line
+    if not libs_ok:
+        return (f"{len(gpus)} GPU(s), but runs will use the CPU backend until the GPU "
+                "libraries are installed (see the fixes above)")
+    if problems:
+        return (f"{len(gpus)} GPU(s): backend auto picks the GPU, but the problems above "
+                "will make runs fail or misbehave; fix them, or use --backend cpu")
+    return (f"ready: backend auto runs on {len(gpus)} GPU(s) with LocalCUDACluster "
+            "(one worker per GPU)")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

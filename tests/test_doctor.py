@@ -1,0 +1,265 @@
+"""`python -m pipeline doctor`: this machine as it is, then every problem it knows about,
+fed as fake NVML / library states, each with its message and exact fix."""
+
+import json
+import subprocess
+import sys
+import textwrap
+import types
+
+import pytest
+
+from pipeline import doctor
+from pipeline.cli import main
+from pipeline.doctor import Facts, Gpu, Lib, Nvml
+from tests.conftest import gpu_present
+
+
+def test_doctor_on_this_machine(capsys):
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    for module in doctor.LIBS:
+        assert f"  {module} " in out
+    assert "CUDA_VISIBLE_DEVICES:" in out and "GPUs (NVML)" in out
+    if gpu_present():
+        assert "supports CUDA up to" in out
+    else:
+        assert "runs will use the CPU backend" in out
+        assert "problems" not in out  # a CPU machine is not a broken one
+
+
+def test_real_subprocess_exit_0():
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "doctor", "--no-import"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert "GPU libraries" in proc.stdout
+
+
+def test_import_check_runs_in_a_child_process(tmp_path):
+    """Installed-looking stand-ins: one imports, one fails like a missing CUDA runtime.
+    The doctor's own process imports neither (so it creates no CUDA context)."""
+    def fake_dist(module, dist, version, body=""):
+        (tmp_path / module).mkdir()
+        (tmp_path / module / "__init__.py").write_text(body)
+        info = tmp_path / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\n"
+                                       f"Version: {version}\n")
+        (info / "top_level.txt").write_text(module + "\n")
+
+    fake_dist("cupy", "cupy-cuda12x", "13.3.0")
+    fake_dist("cudf", "cudf-cu12", "26.10.0",
+              "raise ImportError('libcudart.so.12: cannot open shared object file')")
+    probe = textwrap.dedent("""
+        import json, sys
+        from pipeline import doctor
+        f = doctor.gather()
+        print(json.dumps({"loaded": [m for m in ("cupy", "cudf") if m in sys.modules],
+                          "cupy": [f.libs["cupy"].cuda_major, f.libs["cupy"].import_checked,
+                                   f.libs["cupy"].import_error],
+                          "cudf": f.libs["cudf"].import_error,
+                          "text": doctor.render(f, doctor.diagnose(f))}))
+    """)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, env={"PYTHONPATH": str(tmp_path), "PATH": ""},
+                         timeout=60).stdout
+    got = json.loads(out)
+    assert got["loaded"] == []
+    assert got["cupy"] == [12, True, None]
+    assert got["cudf"] == "ImportError: libcudart.so.12: cannot open shared object file"
+    assert "cupy-cuda12x 13.3.0  (CUDA 12)  imports" in got["text"]
+    assert 'python -m pip install --force-reinstall "cudf-cu12==26.10.0"' in got["text"]
+
+
+# --- fake states -------------------------------------------------------------------------
+
+H100 = Gpu(0, "NVIDIA H100 80GB HBM3", 80 << 30, 1 << 30, "GPU-1234abcd", (9, 0))
+
+
+def facts(*, gpus=(H100,), cuda=(12, 4), error=None, libs=None, visible=None, failing=()):
+    nvml = Nvml(error=error, detail=error or "", driver=None if error else "550.54.15",
+                cuda=None if error else cuda, gpus=[] if error else list(gpus))
+    dists = {"cupy": [("cupy-cuda12x", "13.3.0")], "cudf": [("cudf-cu12", "26.10.0")],
+             "dask_cuda": [("dask-cuda", "26.10.0")], "rmm": [("rmm-cu12", "26.10.0")],
+             "dask_cudf": [("dask-cudf-cu12", "26.10.0")]}
+    if libs is not None:
+        dists = {m: [] for m in dists} | libs
+    return Facts(nvml, {m: Lib(m, d, import_checked=bool(d),
+                                import_error="ImportError: boom" if m in failing else None)
+                        for m, d in dists.items()}, visible)
+
+
+def diagnose(f):
+    return [(p.what, p.fix) for p in doctor.diagnose(f)]
+
+
+def one(f):
+    found = diagnose(f)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_everything_right_is_ready():
+    f = facts()
+    assert diagnose(f) == []
+    assert doctor.verdict(f, []).startswith("ready: backend auto runs on 1 GPU(s)")
+    text = doctor.render(f, [])
+    assert "driver 550.54.15, supports CUDA up to 12.4" in text
+    assert "NVIDIA H100 80GB HBM3  80.0 GiB, 1.0 GiB used, compute 9.0" in text
+
+
+def test_no_gpu_and_no_libraries_is_fine():
+    f = facts(error="LibraryNotFound", libs={})
+    assert diagnose(f) == []
+    assert "runs will use the CPU backend" in doctor.verdict(f, [])
+
+
+def test_libraries_without_a_driver():
+    what, fix = one(facts(error="LibraryNotFound"))
+    assert "no NVIDIA driver was found" in what
+    assert "nvidia-smi" in fix and "--gpus all" in fix
+
+
+@pytest.mark.parametrize("error, fix_part", [
+    ("DriverNotLoaded", "sudo modprobe nvidia"),
+    ("LibRmVersionMismatch", "reboot"),
+    ("NoPermission", "usermod -aG video"),
+    ("NoPynvml", 'pip install "nvidia-ml-py>=12"'),
+])
+def test_nvml_errors(error, fix_part):
+    assert fix_part in one(facts(error=error, libs={}))[1]
+
+
+def test_driver_without_gpus():
+    what, fix = one(facts(gpus=()))
+    assert what == "the NVIDIA driver is loaded but reports no GPUs" and "--gpus all" in fix
+
+
+def test_gpus_without_libraries():
+    f = facts(libs={"rmm": [("rmm-cu12", "26.10.0")]})
+    what, fix = one(f)
+    assert what.endswith("missing: cupy, cudf, dask_cuda")
+    assert fix.startswith('python -m pip install "dask-cuda==26.10.*" "cupy-cuda12x>=13"')
+    assert 'pip install -e ".[gpu]"' in fix
+    assert "CPU backend until the GPU libraries are installed" in doctor.verdict(f, [])
+
+
+def test_library_newer_than_the_driver():
+    what, fix = one(facts(cuda=(11, 4), libs={"cupy": [("cupy-cuda12x", "13.3.0")],
+                                              "cudf": [("cudf-cu11", "24.4.0")],
+                                              "dask_cuda": [("dask-cuda", "24.4.0")]}))
+    assert what == "cupy-cuda12x is built for CUDA 12, but driver 550.54.15 supports CUDA " \
+                   "up to 11.4"
+    assert "upgrade the NVIDIA driver to 525.60.13 or newer (CUDA 12)" in fix
+    assert fix.endswith("python -m pip uninstall -y cupy-cuda12x && "
+                        "python -m pip install cupy-cuda11x")
+
+
+def test_libraries_for_different_cuda_majors():
+    what, fix = one(facts(libs={"cupy": [("cupy-cuda11x", "13.3.0")],
+                                "cudf": [("cudf-cu12", "26.10.0")],
+                                "dask_cuda": [("dask-cuda", "26.10.0")]}))
+    assert "cupy-cuda11x (CUDA 11), cudf-cu12 (CUDA 12)" in what
+    assert fix == "python -m pip uninstall -y cupy-cuda11x && python -m pip install cupy-cuda12x"
+
+
+def test_a_library_installed_twice():
+    f = facts()
+    f.libs["cupy"].dists = [("cupy-cuda11x", "13.3.0"), ("cupy-cuda12x", "13.3.0")]
+    what, fix = one(f)
+    assert what.startswith("cupy is installed 2 times")
+    assert fix == ("python -m pip uninstall -y cupy-cuda11x cupy-cuda12x && "
+                   "python -m pip install cupy-cuda12x")
+
+
+def test_rapids_releases_mixed():
+    f = facts()
+    f.libs["rmm"].dists = [("rmm-cu12", "25.02.0")]
+    what, fix = one(f)
+    assert "different releases" in what and "rmm-cu12 25.02.0" in what
+    assert fix.startswith('python -m pip install "dask-cuda==26.10.*" "cudf-cu12==26.10.*"')
+
+
+def test_import_failure():
+    what, fix = one(facts(failing=("cudf",)))
+    assert what == "cudf-cu12 26.10.0 is installed but `import cudf` fails: ImportError: boom"
+    assert fix.startswith('python -m pip install --force-reinstall "cudf-cu12==26.10.0"')
+
+
+@pytest.mark.parametrize("visible, what_part, fix", [
+    ("", "hides every GPU", "unset CUDA_VISIBLE_DEVICES"),
+    ("-1", "hides every GPU", "unset CUDA_VISIBLE_DEVICES"),
+    ("0,3", "names '3', which is not one of the 2 GPU(s)", "export CUDA_VISIBLE_DEVICES=0,1"),
+    ("GPU-ffff", "names 'GPU-ffff'", "export CUDA_VISIBLE_DEVICES=0,1"),
+])
+def test_cuda_visible_devices(visible, what_part, fix):
+    second = Gpu(1, "NVIDIA H100 80GB HBM3", 80 << 30, 0, "GPU-5678", (9, 0))
+    what, got_fix = one(facts(gpus=(H100, second), visible=visible))
+    assert what_part in what and got_fix.startswith(fix)
+
+
+@pytest.mark.parametrize("visible", ["1", "GPU-1234", "0, 1"])
+def test_cuda_visible_devices_fine(visible):
+    second = Gpu(1, "NVIDIA H100 80GB HBM3", 80 << 30, 0, "GPU-5678", (9, 0))
+    assert diagnose(facts(gpus=(H100, second), visible=visible)) == []
+
+
+def test_old_gpu_for_rapids():
+    what, fix = one(facts(gpus=(Gpu(0, "Tesla P100", 16 << 30, 0, "GPU-1", (6, 0)),)))
+    assert "compute capability 6.0" in what and fix.startswith("run with --backend cpu")
+
+
+def test_problems_are_numbered_with_their_fix():
+    f = facts(failing=("cudf",), visible="")
+    text = doctor.render(f, doctor.diagnose(f))
+    assert "problems (2):\n  1. CUDA_VISIBLE_DEVICES=''" in text
+    assert "\n     fix: unset CUDA_VISIBLE_DEVICES" in text
+    assert "but the problems above will make runs fail" in text
+
+
+# --- NVML itself, faked --------------------------------------------------------------------
+
+class NVMLError(Exception):
+    pass
+
+
+class NVMLError_DriverNotLoaded(NVMLError):  # noqa: N801 (pynvml's name)
+    pass
+
+
+def fake_pynvml(init_error=None):
+    def init():
+        if init_error:
+            raise init_error("Driver Not Loaded")
+
+    def handle(i):
+        return i
+
+    return types.SimpleNamespace(
+        NVMLError=NVMLError, nvmlInit=init, nvmlShutdown=lambda: None,
+        nvmlSystemGetDriverVersion=lambda: b"550.54.15",
+        nvmlSystemGetCudaDriverVersion=lambda: 12040,
+        nvmlDeviceGetCount=lambda: 2, nvmlDeviceGetHandleByIndex=handle,
+        nvmlDeviceGetName=lambda h: f"GPU model {h}",
+        nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(total=16 << 30, used=h << 30),
+        nvmlDeviceGetUUID=lambda h: f"GPU-{h}",
+        nvmlDeviceGetCudaComputeCapability=lambda h: (8, 0))
+
+
+def test_probe_nvml_reads_gpus(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml())
+    nv = doctor.probe_nvml()
+    assert nv.error is None and nv.driver == "550.54.15" and nv.cuda == (12, 4)
+    assert [(g.index, g.name, g.memory_used, g.uuid, g.compute) for g in nv.gpus] == [
+        (0, "GPU model 0", 0, "GPU-0", (8, 0)), (1, "GPU model 1", 1 << 30, "GPU-1", (8, 0))]
+
+
+def test_probe_nvml_driver_not_loaded(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(NVMLError_DriverNotLoaded))
+    nv = doctor.probe_nvml()
+    assert nv.error == "DriverNotLoaded" and nv.gpus == []
+
+
+def test_probe_nvml_without_pynvml(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import raises ImportError
+    assert doctor.probe_nvml().error == "NoPynvml"
