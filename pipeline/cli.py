@@ -39,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a workflow; print its stage DAG")
     workflow_args(validate)
 
+    advise = sub.add_parser("advise", help="per stage: is it worth a GPU?")
+    workflow_args(advise)
+    advise.add_argument("--measure", action="store_true",
+                        help="also time a sample chunk of each stage on the backends present")
+
     ops = sub.add_parser("ops", help="list the ops, or describe one")
     ops.add_argument("op", nargs="?")
 
@@ -54,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"run": _run, "validate": _validate, "ops": _ops,
-                "doctor": _doctor}[args.command](args)
+                "doctor": _doctor, "advise": _advise}[args.command](args)
     except PipelineError as e:
         if args.verbose:
             traceback.print_exc()
@@ -115,9 +120,9 @@ def _run(args) -> int:
     # the backend is resolved here (local cluster) or on the workers (existing cluster)
     with cluster.connect(wf.cluster, wf.backend, address=args.address,
                          dashboard_address=dash) as session:
-        say(f"workflow '{wf.name}': backend {session.backend_why}")
-        if session.dashboard_link:
+        if session.dashboard_link:  # first thing, so a user can open it while it runs
             say(f"dashboard: {session.dashboard_link}")
+        say(f"workflow '{wf.name}': backend {session.backend_why}")
         doc = runner.run(p, session.backend, session,
                          progress=not args.quiet and sys.stdout.isatty())
     for lost in doc.get("lost_workers", ()):
@@ -127,6 +132,25 @@ def _run(args) -> int:
               f"task(s) elsewhere", file=sys.stderr)
     print(table(doc["stages"], doc["totals"]))
     print(f"run folder: {wf.output_dir}")
+    return 0
+
+
+def _advise(args) -> int:
+    from pipeline import advise, backends, runner
+
+    p = _load(args)
+    built = runner.build(p, backends.CPU, p.workflow.output_dir / ".advise")
+    estimates = advise.estimate(p, built)
+    measured = {}
+    if args.measure:
+        found = [backends.CPU]
+        det = backends.detect()
+        if not det.problem and not det.missing_libs:
+            found.append(backends.GPU)
+        for backend in found:
+            sample_built = runner.build(p, backend, p.workflow.output_dir / ".advise")
+            measured[backend.name] = advise.measure(p, sample_built, backend)
+    print(advise.render(estimates, measured))
     return 0
 
 

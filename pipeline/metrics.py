@@ -1,5 +1,9 @@
 """Per-stage metrics from the scheduler's spans: wall time, compute time, transfers.
 
+A stage with no span of its own ran no task of its own (its work was shared). Dataframe
+stages are the exception, handled by the runner: dask-expr optimizes a dataframe query as a
+whole and ignores annotations, so their time cannot be separated.
+
 Each stage's tasks carry the span ``stage:<id>``. The scheduler records when a span's
 first task started and its last one ended, and the workers' fine performance metrics
 (``context_meter``: compute seconds, and the ``host-to-device`` / ``device-to-host``
@@ -29,10 +33,11 @@ def _read_spans(dask_scheduler, span_ids: dict[str, str]) -> dict[str, dict]:
     for stage_id, span_id in span_ids.items():
         span = spans.get(span_id)
         m = {"wall_s": 0.0, "compute_s": 0.0, "tasks": 0, "h2d_bytes": 0, "d2h_bytes": 0,
-             "h2d_s": 0.0, "d2h_s": 0.0}
+             "h2d_s": 0.0, "d2h_s": 0.0, "start": None, "stop": None}
         if span is not None:
             if span.start and span.stop:
                 m["wall_s"] = max(span.stop - span.start, 0.0)
+                m["start"], m["stop"] = span.start, span.stop
             m["tasks"] = int(sum(span.states.values()))
             for (context, _prefix, label, unit), value in span.cumulative_worker_metrics.items():
                 if context != "execute":

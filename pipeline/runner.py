@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +26,7 @@ import dask.array as da
 
 from pipeline import metrics, report, report_html
 from pipeline.backends import Backend
+from pipeline.memory import MemorySampler
 from pipeline.errors import InputError, RunFailed
 from pipeline.ops.context import Context
 from pipeline.plan import Plan
@@ -65,7 +67,9 @@ def build(plan: Plan, backend: Backend, staging_dir: Path) -> Built:
             inputs = [built.values[ref] for _, ref in ps.stage.inputs]
             args = [dict(zip((n for n, _ in ps.stage.inputs), inputs))] \
                 if ps.info.inputs == "mapping" else inputs
-            with span(f"stage:{ps.id}") as span_id:
+            with span(f"stage:{ps.id}") as span_id, warnings.catch_warnings():
+                # dask-expr warns that it ignores annotations; metrics.py accounts for it
+                warnings.filterwarnings("ignore", "Dask annotations .* detected")
                 try:
                     value = ps.info.fn(ctx, *args, **params)
                 except InputError as e:
@@ -121,7 +125,8 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False) 
                       if sid in computed and hasattr(v, "columns")}
         client = session.client
         with dask.config.set({**backend.dask_config, **COMPUTE_CONFIG}), \
-                performance_report(filename=str(staging / "performance-report.html")):
+                performance_report(filename=str(staging / "performance-report.html")), \
+                MemorySampler(client) as memory:
             sinks = list(built.sinks.values())
             futures = client.compute([*(p.collection for p in sinks), *row_counts.values()])
             watch = WorkerWatch(client, futures, session.address).start()
@@ -153,10 +158,14 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False) 
         out = output_info(value) if value is not None else {"kind": "sink"}
         if ps.id in rows:
             out["rows"] = int(rows[ps.id])
-        stages.append({"id": ps.id, "op": ps.info.name, "computed": ps.id in computed,
-                       **stage_metrics[ps.id], "output": out})
-    totals = {"wall_s": wall, **{k: sum(s[k] for s in stages)
-                                 for k in ("compute_s", "h2d_bytes", "d2h_bytes")}}
+        m = stage_metrics[ps.id]
+        if _touches_frame(built, ps):
+            m.update(wall_s=None, compute_s=None)  # not separated: see _touches_frame
+        stages.append({"id": ps.id, "op": ps.info.name, "computed": ps.id in computed, **m,
+                       **memory.peaks(m["start"], m["stop"]), "output": out})
+    totals = {"wall_s": wall, **{k: sum(s[k] or 0 for s in stages)
+                                 for k in ("compute_s", "h2d_bytes", "d2h_bytes")},
+              **memory.peaks(-float("inf"), float("inf"))}
     doc = {
         "workflow": {"name": wf.name, "description": wf.description, "path": str(wf.path),
                      "spec": dict(wf.raw)},
@@ -174,6 +183,13 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False) 
     report.write_json(out_dir / "report.json", doc)
     report_html.write(out_dir / "report.html", doc)
     return doc
+
+
+def _touches_frame(built: Built, ps) -> bool:
+    """Whether a stage makes or takes a dataframe. dask-expr plans a dataframe query as a
+    whole and ignores span annotations, so such a stage's time is not separated."""
+    values = [built.values.get(ps.id), *(built.values.get(r) for r in ps.upstream)]
+    return any(hasattr(v, "columns") for v in values)
 
 
 def _upstream_of_sinks(plan: Plan) -> set[str]:

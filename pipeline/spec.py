@@ -43,6 +43,23 @@ SECURITY_KEYS = (*SECURITY_FILES, "require_encryption")
 STAGE_KEYS = ("id", "op", "input", "inputs")
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans only: YAML 1.1 reads on/off/yes/no as booleans, which would turn
+    a stage key like ``on:`` (``join``) into ``True``."""
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+
+
+def parse_yaml(text: str):
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def did_you_mean(word: str, choices) -> str:
     """`` ; did you mean 'x'?`` when a close match exists, else an empty string."""
     close = difflib.get_close_matches(str(word), list(choices), n=1)
@@ -135,7 +152,7 @@ def load(path: str | Path, overrides=(), output_dir: str | Path | None = None) -
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read workflow file: {e}", file=str(path)) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = parse_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
@@ -163,7 +180,7 @@ def apply_override(raw: dict, item: str) -> None:
         raise InputError(f"bad override '{item}'", where="--set",
                          hint="write KEY=VALUE, e.g. --set stages.signal.shape=[1024,256]")
     try:
-        value = yaml.safe_load(value_text) if value_text.strip() else None
+        value = parse_yaml(value_text) if value_text.strip() else None
     except yaml.YAMLError:
         raise InputError(f"bad override value '{value_text}'", where=f"--set {key}",
                          hint="the value is parsed as YAML: quote strings with spaces") from None

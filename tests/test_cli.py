@@ -30,6 +30,9 @@ def test_run_writes_outputs_and_report(address, tmp_path, capsys):
     assert spectrum["output"] == {"kind": "array", "shape": [256, 33], "dtype": "complex64",
                                   "bytes": 256 * 33 * 8, "chunks": 3}
     assert spectrum["tasks"] >= 3 and spectrum["compute_s"] > 0
+    assert spectrum["peak_host_bytes"] > 10 << 20  # two worker processes' memory
+    assert spectrum["peak_device_bytes"] is None  # no GPU metrics on a CPU cluster
+    assert report["totals"]["peak_host_bytes"] >= spectrum["peak_host_bytes"]
     assert report["backend"] == "cpu" and report["cluster"]["kind"] == "existing"
     assert report["totals"]["h2d_bytes"] == 0 and report["versions"]["dask"]
     assert report["workflow"]["spec"]["stages"][0]["shape"] == [256, 64]

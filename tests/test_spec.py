@@ -124,3 +124,18 @@ def test_missing_file(tmp_path):
 def test_bad_overrides(tmp_path, override, fragment):
     err = load_error(tmp_path, GOOD, [override])
     assert fragment in err.what
+
+
+def test_on_off_yes_no_stay_strings_true_false_are_booleans(tmp_path):
+    wf = spec.load(write(tmp_path, GOOD + """
+  - id: j
+    op: join
+    inputs: [x, x]
+    on: key
+    how: inner
+    flag: yes
+    other: true
+"""), ["stages.j.how=off"])
+    params = wf.stage("j").params
+    assert params["on"] == "key" and params["flag"] == "yes" and params["how"] == "off"
+    assert params["other"] is True
