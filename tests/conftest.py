@@ -56,3 +56,19 @@ def cluster():
 @pytest.fixture
 def address(cluster) -> str:
     return cluster.scheduler_address
+
+
+@pytest.fixture(scope="session")
+def session():
+    """An in-process cluster (processes=False) for the runner's unit tests: test-only ops
+    and backends defined in a test module work there without being importable."""
+    from distributed import Client, LocalCluster
+
+    from pipeline import cluster as pipeline_cluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                      dashboard_address=None,
+                      # its HTTP server (health, metrics) on a free port: 8787 may be taken
+                      scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+                      silence_logs=logging.CRITICAL) as c, Client(c) as client:
+        yield pipeline_cluster.Session(client, "LocalCluster", c.scheduler_address, None, 1)

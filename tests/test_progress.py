@@ -2,13 +2,10 @@
 terminal; absent with --quiet and when stdout is not a terminal."""
 
 import io
-import logging
 import sys
 import textwrap
 
-import pytest
-
-from pipeline import backends, cluster, plan, progress, runner, spec
+from pipeline import backends, plan, progress, runner, spec
 from pipeline.cli import main
 from tests.conftest import REPO
 
@@ -19,17 +16,6 @@ SMALL = ["--set", "stages.signal.shape=[256,64]", "--set", "stages.signal.chunks
 class FakeTty(io.StringIO):
     def isatty(self):
         return True
-
-
-@pytest.fixture(scope="module")
-def session():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                      dashboard_address=None,
-                      scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-                      silence_logs=logging.CRITICAL) as c, Client(c) as client:
-        yield cluster.Session(client, "LocalCluster", c.scheduler_address, None, 1)
 
 
 def test_display_redraws_in_place():

@@ -1,13 +1,12 @@
 """The runner on an in-process cluster: failures leave nothing behind, spans per stage."""
 
-import logging
 import textwrap
 
 import dask.array as da
 import numpy as np
 import pytest
 
-from pipeline import backends, cluster, ops, plan, runner, spec
+from pipeline import backends, ops, plan, runner, spec
 from pipeline.cli import main
 from pipeline.errors import RunFailed
 from pipeline.ops.registry import REGISTRY
@@ -27,18 +26,6 @@ def explode_op():
 
     yield
     del REGISTRY["explode"]
-
-
-@pytest.fixture(scope="module")
-def session():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                      dashboard_address=None,
-                      # its HTTP server (health, metrics) on a free port: 8787 may be taken
-                      scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-                      silence_logs=logging.CRITICAL) as c, Client(c) as client:
-        yield cluster.Session(client, "LocalCluster", c.scheduler_address, None, 1)
 
 
 def load(tmp_path, text):

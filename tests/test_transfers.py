@@ -1,28 +1,13 @@
 """Transfer accounting, proven without a GPU: a NumPy backend whose host<->device copies
 are real copies, counted like the GPU backend's. It shows where the runner puts copies."""
 
-import logging
 import textwrap
 
 import numpy as np
-import pytest
-
-from pipeline import backends, cluster, plan, runner, spec
+from pipeline import backends, plan, runner, spec
 
 # Host and "device" are both NumPy here, but every crossing really copies and is counted.
 COPYING = backends.Backend("cpu-copying", "numpy", "pandas", copies=True)
-
-
-@pytest.fixture(scope="module")
-def session():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                      dashboard_address=None,
-                      # its HTTP server (health, metrics) on a free port: 8787 may be taken
-                      scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-                      silence_logs=logging.CRITICAL) as c, Client(c) as client:
-        yield cluster.Session(client, "LocalCluster", c.scheduler_address, None, 1)
 
 
 def run(tmp_path, session, text):
