@@ -1,0 +1,358 @@
+"""Spectrum benchmark: the pipeline vs the same computation hand-written with dask.array.
+
+    python benchmarks/compare.py                 # 1 GiB input, 3 alternating repeats
+    python benchmarks/compare.py --size 512 --repeats 5
+    python benchmarks/compare.py --no-doc        # print only; leave docs/benchmarks.md
+
+Both sides run as whole processes and are timed by wall clock from launch to exit, so
+interpreter start, imports, cluster start and shutdown count for both:
+
+(a) ``python -m pipeline run workflows/spectrum.yaml --set stages.signal.shape=[R,C]
+    --no-dashboard --quiet --output-dir <tmp>``
+(b) ``python benchmarks/handwritten_spectrum.py --shape R C --out <tmp>/mean_power.npy``:
+    a LocalCluster like the pipeline's (one single-threaded worker per core), the same
+    random input, rfft, ``real**2 + imag**2``, mean over axis 0, ``np.save``.
+
+The two alternate (a b, b a, a b, ...) so drift on a shared host hits both alike. Each
+run's result is checked against the other side's (``np.allclose``, rtol 1e-4). The table,
+the machine, the versions, the last pipeline run's per-stage times (its report.json)
+and, with ``--phases``, a phase-by-phase breakdown of one more run of each side, are
+printed and written into docs/benchmarks.md between this benchmark's marker comments
+(other sections of that file are left alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW = "workflows/spectrum.yaml"
+HANDWRITTEN = "benchmarks/handwritten_spectrum.py"
+PHASES = "benchmarks/pipeline_phases.py"
+DOC = ROOT / "docs" / "benchmarks.md"
+START, END = "<!-- bench:spectrum:start -->", "<!-- bench:spectrum:end -->"
+COLUMNS = 4096  # samples per record, as in the workflow
+TARGET = 1.10  # pipeline / hand-written, medians
+RTOL = 1e-4
+DOC_HEAD = """# Benchmarks
+
+Measured results. Each section is written by the script it names, between its own marker
+comments; re-running a script replaces its section only.
+"""
+
+
+def shape_for(size_mib: float) -> tuple[int, int]:
+    rows = max(1, round(size_mib * 2**20 / (4 * COLUMNS)))
+    return rows, COLUMNS
+
+
+def pipeline_cmd(shape, out: Path) -> list[str]:
+    return [sys.executable, "-m", "pipeline", "run", WORKFLOW,
+            "--set", f"stages.signal.shape=[{shape[0]},{shape[1]}]",
+            "--no-dashboard", "--quiet", "--output-dir", str(out)]
+
+
+def handwritten_cmd(shape, out: Path, timings: Path | None = None) -> list[str]:
+    cmd = [sys.executable, HANDWRITTEN, "--shape", str(shape[0]), str(shape[1]),
+           "--out", str(out / "mean_power.npy")]
+    return cmd + (["--timings", str(timings)] if timings else [])
+
+
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Run ``cmd`` from the repository root; (wall seconds, CPU seconds of its process
+    tree as far as the children were waited for)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout + proc.stderr)
+        raise SystemExit(f"failed (exit {proc.returncode}): {shlex.join(cmd)}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def machine() -> dict:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    versions = {"python": platform.python_version()}
+    for name in ("dask", "distributed", "numpy"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return {"cores": os.cpu_count(), "memory_bytes": mem, "cpu": model,
+            "platform": platform.platform(), "versions": versions}
+
+
+def source_state() -> str:
+    """The commit measured, and whether the pipeline's code differed from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "pipeline", "workflows"],
+                               cwd=ROOT, capture_output=True, text=True,
+                               check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"commit {head}" + (f", with uncommitted changes in {len(dirty)} file(s) under "
+                               "pipeline/ and workflows/" if dirty else "")
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+def check(a: Path, b: Path) -> tuple[bool, float]:
+    import numpy as np
+
+    x, y = np.load(a), np.load(b)
+    if x.shape != y.shape:
+        return False, float("inf")
+    rel = float(np.max(np.abs(x - y) / np.maximum(np.abs(y), np.finfo(y.dtype).tiny)))
+    return bool(np.allclose(x, y, rtol=RTOL)), rel
+
+
+def fmt_s(v: float) -> str:
+    return f"{v:.2f}"
+
+
+def summarize(results: dict) -> dict:
+    out = {}
+    for side, runs in results.items():
+        walls = [r["wall_s"] for r in runs]
+        cpus = [r["cpu_s"] for r in runs]
+        out[side] = {"median": statistics.median(walls), "min": min(walls), "max": max(walls),
+                     "runs": walls, "cpu_median": statistics.median(cpus)}
+    return out
+
+
+def render(args, shape, info, summary, agree, stages, totals, phases, loads) -> str:
+    pl, hw = summary["pipeline"], summary["hand-written"]
+    ratio, ratio_min = pl["median"] / hw["median"], pl["min"] / hw["min"]
+    verdict = "met" if ratio <= TARGET else "NOT met"
+    nbytes = shape[0] * shape[1] * 4
+    v = info["versions"]
+    cmd = f"python benchmarks/compare.py --size {args.size:g} --repeats {args.repeats}" + \
+        (" --phases" if args.phases else "")
+    lines = [
+        START,
+        "## Spectrum: pipeline vs hand-written dask.array",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} with `{cmd}`.",
+        "",
+        f"- Machine: {info['cores']} cores, "
+        f"{info['memory_bytes'] / 2**30:.1f} GiB memory, {info['cpu']} ({info['platform']})",
+        f"- Versions: python {v['python']}, dask {v['dask']}, distributed {v['distributed']}, "
+        f"numpy {v['numpy']}",
+        f"- Pipeline: {info['source']}",
+        f"- Input: {shape[0]} x {shape[1]} float32 = {nbytes / 2**20:.0f} MiB; backend cpu "
+        "(`auto` on this host); LocalCluster with one single-threaded worker per core on "
+        "both sides",
+        f"- Load average before / after: {loads[0]} / {loads[1]}",
+        "",
+        "Each side is one whole process, timed from launch to exit (interpreter start, "
+        "imports, cluster start, compute, output, shutdown):",
+        "",
+        "```",
+        "(a) " + shlex.join(["python", *pipeline_cmd(shape, Path("<tmp>"))[1:]]),
+        "(b) " + shlex.join(["python", *handwritten_cmd(shape, Path("<tmp>"))[1:]]),
+        "```",
+        "",
+        f"Alternating a/b for {args.repeats} repeats (a b, b a, ...). Wall seconds:",
+        "",
+        "| | median | min | max | runs | CPU s (median) |",
+        "|---|---:|---:|---:|---|---:|",
+    ]
+    for side, s in (("pipeline", pl), ("hand-written dask.array", hw)):
+        lines.append(f"| {side} | {fmt_s(s['median'])} | {fmt_s(s['min'])} | "
+                     f"{fmt_s(s['max'])} | {', '.join(fmt_s(r) for r in s['runs'])} | "
+                     f"{fmt_s(s['cpu_median'])} |")
+    lines += [
+        "",
+        f"**Ratio pipeline / hand-written: {ratio:.3f} (medians), {ratio_min:.3f} (mins). "
+        f"Target: pipeline / hand-written <= {TARGET:.2f} (medians): {verdict}.**",
+        "",
+        f"Results agree: {'yes' if agree['ok'] else 'NO'} (np.allclose, rtol {RTOL:g}, "
+        f"every repeat; largest relative difference {agree['max_rel']:.2e}).",
+        "",
+        "Per-stage times from the last pipeline run's report.json (stage spans overlap: "
+        "Dask runs the stages' tasks concurrently):",
+        "",
+        "| stage | op | wall s | compute s | tasks |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for s in stages:
+        lines.append(f"| {s['id']} | {s['op']} | {s['wall_s']:.2f} | {s['compute_s']:.2f} | "
+                     f"{s.get('tasks', '')} |")
+    lines.append(f"| total (runner) | | {totals['wall_s']:.2f} | {totals['compute_s']:.2f} | |")
+    if phases:
+        lines += ["", "Phase breakdown of one more run of each side, in seconds "
+                  f"(`{PHASES}` times the pipeline's own functions in-process, exclusive "
+                  "of nested timed calls; the hand-written script times its steps). "
+                  "CPU is the main process's, all threads (the scheduler and the nannies "
+                  "live there); the workers' CPU is the last row:", "",
+                  "| phase | pipeline wall | pipeline CPU | hand-written wall | "
+                  "hand-written CPU |", "|---|---:|---:|---:|---:|"]
+
+        def cell(pair, i):
+            return "" if pair is None or pair[i] is None else f"{pair[i]:.2f}"
+        for name, (a, b) in phases.items():
+            lines.append(f"| {name} | {cell(a, 0)} | {cell(a, 1)} | {cell(b, 0)} | "
+                         f"{cell(b, 1)} |")
+        lines += ["", "Where the wall-clock difference of that run goes (pipeline minus "
+                  "hand-written, phases differing by 0.1 s or more):", ""]
+        lines += [f"- {name}: {diff:+.2f} s" for name, diff in gap(phases)]
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write_doc(section: str, path: Path = DOC) -> None:
+    text = path.read_text() if path.exists() else DOC_HEAD
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        _, tail = rest.split(END, 1)
+        text = head + section + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def run_phases(shape, tmp: Path) -> dict:
+    """One more run of each side with its phases timed.
+
+    ``{phase: (pipeline [wall, CPU] or None, hand-written [wall, CPU] or None)}``; CPU is
+    the main process's (its threads include the scheduler and the nannies)."""
+    pj, hj = tmp / "pipeline-phases.json", tmp / "handwritten-phases.json"
+    out_p, out_h = tmp / "phases-pipeline", tmp / "phases-handwritten"
+    out_h.mkdir()
+    wall_p, cpu_p = timed([sys.executable, PHASES, "--json", str(pj), "--",
+                           *pipeline_cmd(shape, out_p)[3:]])
+    wall_h, cpu_h = timed(handwritten_cmd(shape, out_h, timings=hj))
+    p = json.loads(pj.read_text())["phases"]
+    h = json.loads(hj.read_text())
+    p_total, h_total = p.pop("(in-process total)"), h.pop("(in-process total)")
+    # the hand-written script's phases under the pipeline's names, where they match
+    same = {"interpreter start": "interpreter_start_s",
+            "imports (pipeline, dask, distributed)": "import_s",
+            "cluster start": "cluster_start_s", "graph build (ops called)": "graph_s",
+            "compute (submit + wait)": "compute_s", "cluster close": "cluster_close_s",
+            "other (cli, run folder, staging)": "script_setup_s"}
+    rows: dict[str, tuple] = {}
+    for name, value in p.items():
+        rows[name] = (value, h.pop(same.get(name, ""), None))
+    for name, value in h.items():
+        rows[{"save_s": "np.save (hand-written)"}.get(name, f"{name} (hand-written)")] = \
+            (None, value)
+    rows["interpreter exit + unaccounted"] = (
+        [max(wall_p - p_total[0], 0.0), None], [max(wall_h - h_total[0], 0.0), None])
+    rows["whole process: wall; CPU of main process"] = (
+        [wall_p, p_total[1]], [wall_h, h_total[1]])
+    rows["CPU of the workers (process tree - main)"] = (
+        [None, max(cpu_p - p_total[1], 0.0)], [None, max(cpu_h - h_total[1], 0.0)])
+    return rows
+
+
+def gap(phases: dict) -> list[tuple[str, float]]:
+    """(phase, pipeline wall - hand-written wall) for the phases of ``run_phases`` that
+    differ by 0.1 s or more, largest first, then the whole-process difference."""
+    whole = "whole process: wall; CPU of main process"
+    out = []
+    for name, (a, b) in phases.items():
+        wall_a = (a[0] if a else None) or 0.0
+        wall_b = (b[0] if b else None) or 0.0
+        if name != whole and abs(wall_a - wall_b) >= 0.1:
+            out.append((name, wall_a - wall_b))
+    out.sort(key=lambda item: -item[1])
+    a, b = phases[whole]
+    return out + [("whole process", a[0] - b[0])]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Spectrum: pipeline vs hand-written dask.array")
+    p.add_argument("--size", type=float, default=1024,
+                   help="input size in MiB (float32, 4096 columns); default 1024 = 1 GiB")
+    p.add_argument("--repeats", type=int, default=3, help="runs of each side (default 3)")
+    p.add_argument("--phases", action="store_true",
+                   help="also time the phases of one more run of each side")
+    p.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
+    p.add_argument("--doc", type=Path, default=DOC, help="the markdown file to update")
+    args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error("--repeats must be >= 1")
+    shape = shape_for(args.size)
+    if args.size < 512:
+        print(f"note: {args.size:g} MiB is below the 512 MiB this benchmark is meant for",
+              file=sys.stderr)
+    info = machine()
+    info["source"] = source_state()
+    loads = [loadavg()]
+    print(f"spectrum {shape[0]}x{shape[1]} float32 ({shape[0] * shape[1] * 4 / 2**20:.0f} MiB), "
+          f"{args.repeats} repeats, {info['cores']} cores, {info['cpu']}")
+    results: dict[str, list] = {"pipeline": [], "hand-written": []}
+    agree = {"ok": True, "max_rel": 0.0}
+    with tempfile.TemporaryDirectory(prefix="bench-spectrum-") as tmpname:
+        tmp = Path(tmpname)
+        last_report = None
+        for i in range(args.repeats):
+            out_p, out_h = tmp / f"pipeline-{i}", tmp / f"handwritten-{i}"
+            out_h.mkdir()
+            order = ["pipeline", "hand-written"] if i % 2 == 0 else ["hand-written", "pipeline"]
+            for side in order:
+                cmd = pipeline_cmd(shape, out_p) if side == "pipeline" \
+                    else handwritten_cmd(shape, out_h)
+                wall, cpu = timed(cmd)
+                results[side].append({"wall_s": wall, "cpu_s": cpu})
+                print(f"  run {i + 1} {side:<12} {wall:7.2f} s wall  {cpu:7.2f} s CPU",
+                      flush=True)
+            ok, rel = check(out_p / "mean_power.npy", out_h / "mean_power.npy")
+            agree["ok"] &= ok
+            agree["max_rel"] = max(agree["max_rel"], rel)
+            last_report = json.loads((out_p / "report.json").read_text())
+        phases = run_phases(shape, tmp) if args.phases else None
+    loads.append(loadavg())
+    summary = summarize(results)
+    section = render(args, shape, info, summary, agree, last_report["stages"],
+                     last_report["totals"], phases, loads)
+    print()
+    print(section.replace(START + "\n", "").replace("\n" + END, ""))
+    if not args.no_doc:
+        write_doc(section, args.doc)
+        print(f"\nwritten: {args.doc}")
+    return 0 if agree["ok"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

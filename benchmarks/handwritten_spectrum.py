@@ -1,0 +1,80 @@
+"""The spectrum workflow written by hand with dask.array: the baseline the pipeline is
+measured against (see benchmarks/compare.py).
+
+Same cluster as the pipeline starts on a CPU host (``LocalCluster``, one single-threaded
+worker process per core, no dashboard), same input (``default_rng(0)``, float32,
+``chunks="auto"``), same computation: rfft along axis 1, ``real**2 + imag**2``, mean over
+axis 0, saved with ``np.save``.
+
+    python benchmarks/handwritten_spectrum.py --shape 65536 4096 --out /tmp/hw/mean_power.npy
+"""
+
+from __future__ import annotations
+
+import time
+
+T_SCRIPT = time.perf_counter()
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shape", type=int, nargs=2, default=[65536, 4096], metavar=("R", "C"))
+    p.add_argument("--out", required=True, help="where to np.save the mean power spectrum")
+    p.add_argument("--timings", help="write the phase timings (JSON) here")
+    args = p.parse_args(argv)
+
+    marks = [("start", time.perf_counter(), time.process_time())]
+
+    def mark(name):
+        marks.append((name, time.perf_counter(), time.process_time()))
+
+    import dask.array as da
+    import numpy as np
+    from distributed import Client, LocalCluster
+
+    mark("import_s")
+    with LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                      dashboard_address=None, scheduler_kwargs={"dashboard": False},
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        mark("cluster_start_s")
+        x = da.random.default_rng(0).standard_normal(tuple(args.shape), dtype=np.float32,
+                                                     chunks="auto")
+        z = da.fft.rfft(x, axis=1)
+        power = z.real ** 2 + z.imag ** 2
+        mean_power = power.mean(axis=0)
+        mark("graph_s")
+        result = client.compute(mean_power).result()
+        mark("compute_s")
+        np.save(args.out, result)
+        mark("save_s")
+    mark("cluster_close_s")
+    if args.timings:
+        _write_timings(args.timings, marks)
+    return 0
+
+
+def _write_timings(path: str, marks: list) -> None:
+    """{phase: [wall s, CPU s of this process]}; the workers' CPU is not included."""
+    import json
+
+    import psutil  # a dependency of distributed
+
+    started_ago = time.time() - psutil.Process(os.getpid()).create_time()
+    t_start, c_start = marks[0][1], marks[0][2]
+    phases = {"interpreter_start_s": [max(started_ago - (time.perf_counter() - T_SCRIPT), 0.0),
+                                      0.0],
+              "script_setup_s": [t_start - T_SCRIPT, c_start]}
+    for (_, t0, c0), (name, t1, c1) in zip(marks, marks[1:]):
+        phases[name] = [t1 - t0, c1 - c0]
+    phases["(in-process total)"] = [marks[-1][1] - T_SCRIPT + phases["interpreter_start_s"][0],
+                                    marks[-1][2]]
+    with open(path, "w") as f:
+        json.dump(phases, f, indent=2)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
