@@ -4,6 +4,7 @@ array module (``ctx.backend.xp``), so one body serves NumPy and CuPy chunks alik
 from __future__ import annotations
 
 import importlib
+import math
 from typing import Literal
 
 import dask.array as da
@@ -171,22 +172,35 @@ def _axes(x: da.Array, axis) -> int | tuple[int, ...] | None:
 
 
 @op("reduce", family="array")
-def reduce(ctx: Context, x, *, how: Literal["sum", "mean", "std", "var", "min", "max", "prod"],
-           axis: int | list[int] | None = None, ddof: int = 0):
+def reduce(ctx: Context, x, *,
+           how: Literal["sum", "mean", "std", "var", "min", "max", "prod", "sem"],
+           axis: int | list[int] | None = None, ddof: int = 0, keepdims: bool = False):
     """Reduce over an axis, several axes, or all (``axis: null``).
+
+    ``sem`` is the standard error of the mean, ``std`` with ddof 1 over the square root of
+    the count (``scipy.stats.sem``): the Monte Carlo error of a ``mean``. ``keepdims``
+    keeps the reduced axes with size 1, so the result broadcasts against the input (e.g.
+    ``x - mean`` along the last axis).
 
     ```yaml
     - id: mean_power
       op: reduce
       input: power
-      how: mean             # sum mean std var min max prod
+      how: mean             # sum mean std var min max prod sem
       axis: 0               # int, list, or null for all
+      keepdims: false
     ```
     """
     if ddof and how not in ("std", "var"):
         raise OpError(f"'ddof' applies to std and var, not {how}", where="ddof")
+    axes = _axes(x, axis)
+    if how == "sem":
+        reduced = range(x.ndim) if axes is None else np.atleast_1d(axes)
+        count = math.prod(x.shape[a] for a in reduced)
+        # a Python float keeps float32 results float32
+        return da.std(x, axis=axes, ddof=1, keepdims=keepdims) / math.sqrt(count)
     kwargs = {"ddof": ddof} if how in ("std", "var") else {}
-    return getattr(da, how)(x, axis=_axes(x, axis), **kwargs)
+    return getattr(da, how)(x, axis=axes, keepdims=keepdims, **kwargs)
 
 
 def _cumulative(how: str):

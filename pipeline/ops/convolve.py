@@ -140,6 +140,25 @@ def _block_valid(block, kernel, method, backend):
         "scipy.signal" if xp.__name__ == "numpy" else "cupyx.scipy.signal")
     if not isinstance(kernel, type(block)):
         kernel = backend.to_device(kernel)
+    # (kernel.ndim differs when Dask infers the output's meta with a Delayed kernel)
+    if xp.__name__ == "numpy" and kernel.ndim == block.ndim and (
+            method == "direct" or method == "auto" and
+            scipy_signal.choose_conv_method(block, kernel, "valid") == "direct"):
+        # SciPy's direct N-d convolution (``_correlateND``) is a generic loop: on a 2-D
+        # image chunk with a 5x5 kernel it is ~6x slower than the same sum done as one
+        # vectorised multiply-add per kernel weight, which gives the same numbers
+        return _shift_add(block, kernel)
     return scipy_signal.convolve(block, kernel, mode="valid", method=method)
+
+
+def _shift_add(block, kernel):
+    """'valid' convolution as a sum of shifted copies of ``block``, one per weight."""
+    out_shape = tuple(n - m + 1 for n, m in zip(block.shape, kernel.shape))
+    out = np.zeros(out_shape, dtype=np.result_type(block.dtype, kernel.dtype))
+    flipped = kernel[(slice(None, None, -1),) * kernel.ndim]
+    for offset in np.ndindex(*kernel.shape):
+        window = tuple(slice(o, o + n) for o, n in zip(offset, out_shape))
+        out += flipped[offset] * block[window]
+    return out
 
 

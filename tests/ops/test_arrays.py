@@ -17,6 +17,7 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
+import scipy.stats
 
 from pipeline.errors import InputError, OpError
 from tests.helpers import call, host
@@ -294,6 +295,38 @@ def test_reduce_errors(make_ctx, backend, rng):
         call(make_ctx(), "reduce", x, how="median")
     with raises("how", "missing required parameter", error=InputError):
         call(make_ctx(), "reduce", x)
+    with raises("ddof", "'ddof' applies to std and var", "sem"):
+        call(make_ctx(), "reduce", x, how="sem", ddof=1)
+
+
+@pytest.mark.parametrize("how", [*HOWS, "sem"])
+@pytest.mark.parametrize("axis", [0, -1, [0, 2], None])
+def test_reduce_keepdims_broadcasts_back(make_ctx, backend, rng, chunking, how, axis):
+    x = rng.uniform(0.5, 1.5, (6, 5, 4))
+    got = run(backend, call(make_ctx(), "reduce", darr(backend, x, chunking), how=how,
+                            axis=axis, keepdims=True))
+    ref_axis = tuple(axis) if isinstance(axis, list) else axis
+    want = (scipy.stats.sem(x, axis=ref_axis, keepdims=True) if how == "sem"
+            else getattr(np, how)(x, axis=ref_axis, keepdims=True))
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, **TOL)
+    np.testing.assert_allclose(x - got, x - want, **TOL)
+
+
+@pytest.mark.parametrize("axis", [0, 1, [0, 1], None])
+def test_reduce_sem_is_the_monte_carlo_error(make_ctx, backend, rng, chunking, axis):
+    x = rng.standard_normal((40, 7))
+    got = run(backend, call(make_ctx(), "reduce", darr(backend, x, chunking), how="sem",
+                            axis=axis))
+    want = scipy.stats.sem(x, axis=tuple(axis) if isinstance(axis, list) else axis)
+    np.testing.assert_allclose(got, want, **TOL)
+
+
+def test_reduce_sem_keeps_float32(make_ctx, backend, rng):
+    x = rng.standard_normal(50).astype(np.float32)
+    out = call(make_ctx(), "reduce", darr(backend, x, 7), how="sem")
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(run(backend, out), scipy.stats.sem(x), rtol=1e-5)
 
 
 # --------------------------------------------------------------------------- cumsum/cumprod
