@@ -13,6 +13,20 @@ SMALL = {
     "spectrum": ["stages.signal.shape=[512,128]"],
     "table_aggregation": ["stages.flights.rows=5000", "stages.flights.partitions=4",
                           "stages.fleet.rows=100"],
+    # the real workloads: tests/test_workloads.py checks these runs against references
+    "welch_psd": ["stages.signal.shape=[6,5000]", "stages.signal.chunks=[4,-1]"],
+    "pca": ["stages.factors.shape=[2000,128]", "stages.factors.chunks=[600,-1]"],
+    "image_filter": ["stages.images.shape=[3,50,70]", "stages.images.chunks=[2,20,30]",
+                     "stages.gaussian.size=21", "stages.gaussian.sigma=3.0"],
+    "heat_diffusion": ["stages.noise.shape=[61,47]", "stages.noise.chunks=[16,12]",
+                       "stages.row_index.stop=61", "stages.columns.stop=47",
+                       "stages.initial.params={ci: 30.5, cj: 23.5}",
+                       "stages.temperature.steps=37", "stages.temperature.halo=5"],
+    "option_pricing": ["stages.shock.shape=[200000]", "stages.shock.chunks=[30000]",
+                       "stages.path_shock.shape=[4000,252]",
+                       "stages.path_shock.chunks=[700,-1]"],
+    "var_risk": ["stages.shocks.shape=[20011,100]", "stages.shocks.chunks=[3000,-1]"],
+    "flights_delays": [],  # the real data, 336,776 rows, is already small
 }
 
 
