@@ -44,6 +44,16 @@ def _parser() -> argparse.ArgumentParser:
     advise.add_argument("--measure", action="store_true",
                         help="also time a sample chunk of each stage on the backends present")
 
+    bench = sub.add_parser("bench", help="time workloads: pipeline vs hand-written Dask vs "
+                                         "NumPy/pandas (needs the source tree's benchmarks/)")
+    bench.add_argument("--size", type=float, default=1024, help="input MiB per workload")
+    bench.add_argument("--repeats", type=int, default=3, help="timed runs per side")
+    bench.add_argument("--workloads", default="", help="comma list (default: all)")
+    bench.add_argument("--no-doc", action="store_true", help="print only; no docs, no charts")
+    bench.add_argument("--scaling", action="store_true",
+                       help="spectrum time vs input size and vs workers instead")
+    bench.add_argument("--scaling-max", type=float, default=4096, help="largest size MiB")
+
     ops = sub.add_parser("ops", help="list the ops, or describe one")
     ops.add_argument("op", nargs="?")
 
@@ -59,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"run": _run, "validate": _validate, "ops": _ops,
-                "doctor": _doctor, "advise": _advise}[args.command](args)
+                "doctor": _doctor, "advise": _advise, "bench": _bench}[args.command](args)
     except PipelineError as e:
         if args.verbose:
             traceback.print_exc()
@@ -154,6 +164,29 @@ def _advise(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    # The harness is development tooling kept beside the package in the source tree
+    # (benchmarks/ shares its helpers with compare.py); an installed copy has none.
+    import importlib.util
+    from pathlib import Path
+
+    import pipeline
+
+    path = Path(pipeline.__file__).resolve().parents[1] / "benchmarks" / "run.py"
+    if not path.exists():
+        raise InputError("benchmarks/run.py not found next to the package", where="bench",
+                         hint="run it from a source checkout of the pipeline",
+                         file=str(path.parent))
+    spec = importlib.util.spec_from_file_location("pipeline_bench_run", path)
+    harness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harness)
+    argv = ["--size", str(args.size), "--repeats", str(args.repeats),
+            "--scaling-max", str(args.scaling_max)]
+    argv += ["--workloads", args.workloads] if args.workloads else []
+    argv += ["--no-doc"] * args.no_doc + ["--scaling"] * args.scaling
+    return harness.main(argv)
+
+
 def _ops(args) -> int:
     from pipeline import ops
 
@@ -166,7 +199,7 @@ def _ops(args) -> int:
             print(f"  {param.describe()}")
         return 0
     for family in ("source", "array", "frame", "sink"):
-        members = sorted((i for i in ops.REGISTRY.values() if i.family == family),
+        members = sorted((i for i in ops.catalogue().values() if i.family == family),
                          key=lambda i: i.name)
         if members:
             print(f"{family}:")

@@ -66,3 +66,15 @@ def test_no_module_imports_gpu_libraries_at_top_level():
                 names = [node.module]
             offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in GPU_MODULES]
     assert offenders == []
+
+
+def test_a_worker_running_array_tasks_does_not_import_the_table_stack():
+    """Workers import an op module to run its tasks; the op package must not drag in
+    every family (pandas, pyarrow, matplotlib cost ~1 s per worker). (SciPy is left out:
+    dask.array imports it itself.)"""
+    probe = ("import sys, pipeline.ops.array_io, pipeline.ops.arrays\n"
+             "print('LOADED:' + ','.join(m for m in ('pandas', 'pyarrow', 'matplotlib', "
+             "'dask.dataframe') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.rsplit("LOADED:", 1)[1].strip() == ""

@@ -1,8 +1,10 @@
-"""The op catalogue. Importing this package registers every op (and imports dask)."""
+"""The op catalogue: one module per family, each registering its ops when imported.
 
-from pipeline.ops import (  # noqa: F401  (register)
-    array_io, arrays, convolve, frame_io, frames, layout, plots, signal, sinks, sources,
-    stencil)
-from pipeline.ops.registry import REGISTRY, OpInfo, get, op
+This package imports none of them: workers import an op module to run its tasks, and a
+worker running array tasks must not pay for pandas, pyarrow, SciPy and matplotlib.
+:func:`get` and :func:`catalogue` import every op module on first use.
+"""
 
-__all__ = ["REGISTRY", "OpInfo", "get", "op"]
+from pipeline.ops.registry import OpInfo, catalogue, get, op
+
+__all__ = ["OpInfo", "catalogue", "get", "op"]

@@ -8,6 +8,7 @@ op is one function in one module of this package.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import types
 import typing
@@ -87,6 +88,16 @@ class OpInfo:
 
 
 REGISTRY: dict[str, OpInfo] = {}
+# The modules that register ops (pipeline.ops.<name>), imported on the first lookup.
+MODULES = ("sources", "array_io", "arrays", "convolve", "signal", "layout", "stencil",
+           "frame_io", "frames", "plots", "sinks")
+
+
+def catalogue() -> dict[str, OpInfo]:
+    """Every registered op, by name (importing the op modules the first time)."""
+    for module in MODULES:
+        importlib.import_module(f"pipeline.ops.{module}")
+    return REGISTRY
 
 
 def op(name: str, *, family: str, inputs: str = "input", n_inputs: int | None = None,
@@ -117,10 +128,11 @@ def get(name: str) -> OpInfo:
     InputError
         Unknown op, with a did-you-mean.
     """
+    known = catalogue()
     try:
-        return REGISTRY[name]
+        return known[name]
     except KeyError:
-        raise InputError(f"unknown op '{name}'{did_you_mean(name, REGISTRY)}",
+        raise InputError(f"unknown op '{name}'{did_you_mean(name, known)}",
                          where="op", hint="python -m pipeline ops lists them") from None
 
 
