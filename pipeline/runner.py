@@ -128,7 +128,7 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False) 
                 performance_report(filename=str(staging / "performance-report.html")), \
                 MemorySampler(client) as memory:
             sinks = list(built.sinks.values())
-            futures = client.compute([*(p.collection for p in sinks), *row_counts.values()])
+            futures = _compute(client, [*(p.collection for p in sinks), *row_counts.values()])
             watch = WorkerWatch(client, futures, session.address).start()
             if progress:
                 from pipeline import progress as show
@@ -183,6 +183,19 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False) 
     report.write_json(out_dir / "report.json", doc)
     report_html.write(out_dir / "report.html", doc)
     return doc
+
+
+def _compute(client, collections: list) -> list:
+    """``client.compute`` the collections, dask-expr ones (dataframes) and graph-backed ones
+    (arrays, delayed) in separate calls, as Dask asks; identical keys are still shared on
+    the scheduler. Futures come back in the order of ``collections``."""
+    futures: list = [None] * len(collections)
+    for is_expr in (True, False):
+        picked = [i for i, c in enumerate(collections) if hasattr(c, "expr") == is_expr]
+        if picked:
+            for i, f in zip(picked, client.compute([collections[i] for i in picked])):
+                futures[i] = f
+    return futures
 
 
 def _touches_frame(built: Built, ps) -> bool:

@@ -102,30 +102,47 @@ def write_parquet(ctx, df, path: Path) -> Pending:
     # partition (cuDF encodes on the device). Not dask's to_parquet: it creates the folder
     # while the graph is built, and `validate` builds every stage but must write nothing.
     # The index is not written: tables here are their columns.
-    df = _frame(df)
-    rows = df.map_partitions(_write_part, str(path), meta=("rows", "int64"),
-                             enforce_metadata=False)  # one count per partition
-    return Pending(rows)
+    return Pending(_write_parts(df, path, "parquet"))
 
 
-def _write_part(part, folder: str, partition_info=None):
+def _write_parts(df, folder: Path, fmt: str):
+    """A lazy series of row counts, one per partition, each written as ``part.<i>.<fmt>``
+    into ``folder`` by the worker that holds the partition."""
+    return _frame(df).map_partitions(_write_part, str(folder), fmt, meta=("rows", "int64"),
+                                     enforce_metadata=False)
+
+
+def _write_part(part, folder: str, fmt: str, partition_info=None):
     import os
 
     os.makedirs(folder, exist_ok=True)
     number = partition_info["number"] if partition_info else 0
-    part.to_parquet(os.path.join(folder, f"part.{number}.parquet"), index=False)
+    target = os.path.join(folder, f"part.{number}.{fmt}")
+    if fmt == "parquet":
+        part.to_parquet(target, index=False)
+    else:  # csv: the header once, in the first part, so the parts concatenate
+        part.to_csv(target, index=False, header=number == 0)
     return len(part)
 
 
 @writer("csv", "frame")
 def write_csv(ctx, df, path: Path) -> Pending:
-    # One file: the partitions are appended in order, one after another.
-    parts = _frame(df).to_csv(str(path), single_file=True, index=False, compute=False)
-    return Pending(dask.delayed(_written)(parts))
+    # One file: every worker writes its partitions as parts, and the client appends them
+    # in order. (dask's to_csv(single_file=True) is a Delayed, which Dask refuses to
+    # compute in one call with the dataframe collections of the other sinks.)
+    parts = path.with_name(path.name + ".parts")
+    return Pending(_write_parts(df, parts, "csv"), finish=lambda _: _concatenate(parts, path))
 
 
-def _written(parts) -> None:
-    return None
+def _concatenate(parts: Path, path: Path) -> None:
+    import shutil
+
+    files = sorted(parts.glob("part.*.csv"), key=lambda p: int(p.name.split(".")[1]))
+    with open(path, "wb") as out:
+        for f in files:
+            with open(f, "rb") as src:
+                shutil.copyfileobj(src, out)
+    shutil.rmtree(parts)
 
 
 @writer("json", "frame")
