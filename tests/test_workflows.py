@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from pipeline import spec
 from pipeline.cli import main
 from tests.conftest import REPO, requires_gpu
 
@@ -56,35 +57,48 @@ def test_runs_small_on_cpu(path, address, tmp_path):
 GPU_RTOL, GPU_ATOL = 1e-4, 1e-6
 
 
-def _same_outputs(cpu_dir, gpu_dir):
+def _load_output(path):
+    import dask.array as da
+    import numpy as np
+    import pandas as pd
+
+    if path.suffix == ".npy":
+        return np.load(path)
+    if path.suffix == ".json":
+        return np.asarray(json.loads(path.read_text()), dtype=object)
+    if path.suffix == ".zarr":
+        return da.from_zarr(str(path)).compute()
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix == ".csv":
+        return pd.read_csv(path)
+    return None  # html, png: presence only
+
+
+def _same_outputs(cpu_dir, gpu_dir, values: bool):
+    """Same files; with ``values`` also the same numbers (else shapes / columns only)."""
     import numpy as np
     import pandas as pd
 
     for cpu_file in sorted(cpu_dir.iterdir()):
         gpu_file = gpu_dir / cpu_file.name
-        suffix = cpu_file.suffix
-        if suffix in (".html", ".png") or cpu_file.name == "report.json":
-            assert gpu_file.exists(), gpu_file
-        elif suffix == ".npy":
-            np.testing.assert_allclose(np.load(gpu_file), np.load(cpu_file),
-                                       rtol=GPU_RTOL, atol=GPU_ATOL)
-        elif suffix == ".json":
-            np.testing.assert_allclose(np.asarray(json.loads(gpu_file.read_text()), float),
-                                       np.asarray(json.loads(cpu_file.read_text()), float),
-                                       rtol=GPU_RTOL, atol=GPU_ATOL)
-        elif suffix == ".zarr":
-            import dask.array as da
-
-            np.testing.assert_allclose(da.from_zarr(str(gpu_file)).compute(),
-                                       da.from_zarr(str(cpu_file)).compute(),
-                                       rtol=GPU_RTOL, atol=GPU_ATOL)
-        elif suffix in (".parquet", ".csv"):
-            read = pd.read_parquet if suffix == ".parquet" else pd.read_csv
-            a, b = read(cpu_file), read(gpu_file)
-            key = list(a.columns)
-            pd.testing.assert_frame_equal(
-                a.sort_values(key).reset_index(drop=True),
-                b.sort_values(key).reset_index(drop=True), check_dtype=False, rtol=GPU_RTOL)
+        assert gpu_file.exists(), gpu_file
+        if cpu_file.name == "report.json":
+            continue
+        a, b = _load_output(cpu_file), _load_output(gpu_file)
+        if isinstance(a, pd.DataFrame):
+            assert list(a.columns) == list(b.columns)
+            if values:
+                key = list(a.columns)
+                pd.testing.assert_frame_equal(
+                    a.sort_values(key).reset_index(drop=True),
+                    b.sort_values(key).reset_index(drop=True), check_dtype=False,
+                    rtol=GPU_RTOL)
+        elif a is not None:
+            assert np.shape(a) == np.shape(b)
+            if values:
+                np.testing.assert_allclose(np.asarray(b, float), np.asarray(a, float),
+                                           rtol=GPU_RTOL, atol=GPU_ATOL)
 
 
 @pytest.mark.gpu
@@ -98,4 +112,8 @@ def test_gpu_run_matches_cpu(path, address, tmp_path):
     assert main([*common, "--backend", "gpu", "--output-dir", str(tmp_path / "gpu")]) == 0
     report = json.loads((tmp_path / "gpu" / "report.json").read_text())
     assert report["backend"] == "gpu" and report["cluster"]["kind"] == "LocalCUDACluster"
-    _same_outputs(tmp_path / "cpu", tmp_path / "gpu")
+    # CuPy's random generator is not NumPy's: where a workflow generates its input, the
+    # numbers differ and only the outputs' structure can match (the op tests compare every
+    # op's values on GPU against NumPy on the same input).
+    generated = {"random", "random_table"} & {s.op for s in spec.load(path).stages}
+    _same_outputs(tmp_path / "cpu", tmp_path / "gpu", values=not generated)
