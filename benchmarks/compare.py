@@ -8,10 +8,11 @@ Both sides run as whole processes and are timed by wall clock from launch to exi
 interpreter start, imports, cluster start and shutdown count for both:
 
 (a) ``python -m pipeline run workflows/spectrum.yaml --set stages.signal.shape=[R,C]
-    --no-dashboard --quiet --output-dir <tmp>``
+    --dashboard-address 127.0.0.1:0 --quiet --output-dir <tmp>``
 (b) ``python benchmarks/handwritten_spectrum.py --shape R C --out <tmp>/mean_power.npy``:
-    a LocalCluster like the pipeline's (one single-threaded worker per core), the same
-    random input, rfft, ``real**2 + imag**2``, mean over axis 0, ``np.save``.
+    a LocalCluster like the pipeline's (one single-threaded worker per core, dashboard on),
+    the same random input, rfft, ``real**2 + imag**2``, mean over axis 0, ``np.save``, and
+    the same line plot to PNG as the workflow's ``plot`` stage.
 
 The two alternate (a b, b a, a b, ...) so drift on a shared host hits both alike. Each
 run's result is checked against the other side's (``np.allclose``, rtol 1e-4). The table,
@@ -61,7 +62,7 @@ def shape_for(size_mib: float) -> tuple[int, int]:
 def pipeline_cmd(shape, out: Path) -> list[str]:
     return [sys.executable, "-m", "pipeline", "run", WORKFLOW,
             "--set", f"stages.signal.shape=[{shape[0]},{shape[1]}]",
-            "--no-dashboard", "--quiet", "--output-dir", str(out)]
+            "--dashboard-address", "127.0.0.1:0", "--quiet", "--output-dir", str(out)]
 
 
 def handwritten_cmd(shape, out: Path, timings: Path | None = None) -> list[str]:

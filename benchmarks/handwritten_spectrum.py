@@ -2,9 +2,10 @@
 measured against (see benchmarks/compare.py).
 
 Same cluster as the pipeline starts on a CPU host (``LocalCluster``, one single-threaded
-worker process per core, no dashboard), same input (``default_rng(0)``, float32,
-``chunks="auto"``), same computation: rfft along axis 1, ``real**2 + imag**2``, mean over
-axis 0, saved with ``np.save``.
+worker process per core, the dashboard on, as a user gets it), same input
+(``default_rng(0)``, float32, ``chunks="auto"``), same computation: rfft along axis 1,
+``real**2 + imag**2``, mean over axis 0, saved with ``np.save`` and drawn as a line plot
+(log y) to PNG, as the workflow's ``plot`` stage does.
 
     python benchmarks/handwritten_spectrum.py --shape 65536 4096 --out /tmp/hw/mean_power.npy
 """
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     mark("import_s")
     with LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                      dashboard_address=None, scheduler_kwargs={"dashboard": False},
+                      dashboard_address="127.0.0.1:0",
                       silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         mark("cluster_start_s")
         x = da.random.default_rng(0).standard_normal(tuple(args.shape), dtype=np.float32,
@@ -50,11 +51,26 @@ def main(argv: list[str] | None = None) -> int:
         result = client.compute(mean_power).result()
         mark("compute_s")
         np.save(args.out, result)
+        _plot(result, args.out.removesuffix(".npy") + ".png")
         mark("save_s")
     mark("cluster_close_s")
     if args.timings:
         _write_timings(args.timings, marks)
     return 0
+
+
+def _plot(values, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(values)
+    ax.set_yscale("log")
+    ax.set_title("Mean power spectrum")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _write_timings(path: str, marks: list) -> None:
