@@ -58,10 +58,12 @@ def address(cluster) -> str:
     return cluster.scheduler_address
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def session():
     """An in-process cluster (processes=False) for the runner's unit tests: test-only ops
-    and backends defined in a test module work there without being importable."""
+    and backends defined in a test module work there without being importable. Per module:
+    while its client lives it is Dask's default, and dataframe tests computing with the
+    synchronous scheduler would then pick the p2p shuffle, which needs workers."""
     from distributed import Client, LocalCluster
 
     from pipeline import cluster as pipeline_cluster
