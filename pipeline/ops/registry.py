@@ -90,7 +90,7 @@ class OpInfo:
 REGISTRY: dict[str, OpInfo] = {}
 # The modules that register ops (pipeline.ops.<name>), imported on the first lookup.
 MODULES = ("sources", "array_io", "arrays", "convolve", "signal", "layout", "stencil",
-           "frame_io", "frames", "plots", "sinks")
+           "frame_io", "frames", "random_table", "plots", "sinks")
 
 
 def catalogue() -> dict[str, OpInfo]:
