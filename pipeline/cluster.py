@@ -153,14 +153,14 @@ def _dashboard_kwargs(dash: str | None) -> dict:
 def _local(spec: ClusterSpec, dash: str | None):
     from distributed import LocalCluster
 
-    n = os.cpu_count() or 1 if spec.n_workers == "auto" else spec.n_workers
+    n = (os.cpu_count() or 1) if spec.n_workers == "auto" else spec.n_workers
     return LocalCluster(n_workers=n, threads_per_worker=spec.threads_per_worker,
                         memory_limit=spec.memory_limit, processes=True,
                         silence_logs=logging.ERROR, **_dashboard_kwargs(dash))
 
 
 def _local_cuda(spec: ClusterSpec, dash: str | None):
-    from pipeline import backends, preflight
+    from pipeline import preflight
 
     preflight.check_local_gpu_cluster(spec, backends.detect(), os.environ)
     try:

@@ -154,3 +154,16 @@ def test_workers_without_the_pipeline_are_an_input_error():
     with pytest.raises(InputError, match="the workers at tcp://s:8786 cannot import the "
                                          "pipeline"):
         cluster._workers_backend(Client(), "auto", "tcp://s:8786", "--address")
+
+
+@pytest.mark.parametrize("n_workers, want", [(1, 1), ("auto", None)])
+def test_local_cluster_honours_n_workers(n_workers, want):
+    import os
+
+    from pipeline.spec import CLUSTER_DEFAULTS, ClusterSpec
+
+    c = ClusterSpec(**{**CLUSTER_DEFAULTS, "n_workers": n_workers, "memory_limit": "1GiB"})
+    with cluster.connect(c, backends.CPU, dashboard_address=None) as session:
+        assert session.kind == "LocalCluster"
+        assert session.n_workers == (want or os.cpu_count())
+        assert len(session.client.scheduler_info()["workers"]) == session.n_workers
