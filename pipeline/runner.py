@@ -130,11 +130,12 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False) 
             sinks = list(built.sinks.values())
             futures = _compute(client, [*(p.collection for p in sinks), *row_counts.values()])
             watch = WorkerWatch(client, futures, session.address).start()
-            if progress:
-                from pipeline import progress as show
-
-                show.wait(client, futures, built.span_ids, None if progress is True else progress)
             try:
+                if progress:
+                    from pipeline import progress as show
+
+                    show.wait(client, futures, built.span_ids,
+                              None if progress is True else progress)
                 wait(futures)  # raises when the run was cancelled (no worker left)
                 results = client.gather(futures)
             except Exception as e:  # a task's own exception, re-raised by gather

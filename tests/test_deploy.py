@@ -154,8 +154,9 @@ def workflow(tmp_path: Path, sizes: dict) -> str:
     return str(path)
 
 
-def run(wf: str, out: Path, address: str) -> int:
-    return main(["run", wf, "--address", address, "--output-dir", str(out), "--quiet"])
+def run(wf: str, out: Path, address: str, quiet: bool = True) -> int:
+    return main(["run", wf, "--address", address, "--output-dir", str(out),
+                 *(["--quiet"] if quiet else [])])
 
 
 def test_a_scheduler_without_workers_is_exit_2(deploy, tmp_path, capsys):
@@ -208,10 +209,11 @@ def test_gpu_backend_on_cpu_workers_is_exit_2(deploy, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def run_and_kill(d, client, wf: str, out: Path, victims: int) -> tuple[int, list[str]]:
+def run_and_kill(d, client, wf: str, out: Path, victims: int,
+                 quiet: bool = True) -> tuple[int, list[str]]:
     """Run ``wf`` in a thread; once the workers are busy, kill ``victims`` of them."""
     with ThreadPoolExecutor(1) as pool:
-        running = pool.submit(run, wf, out, d.address)
+        running = pool.submit(run, wf, out, d.address, quiet)
         killed = []
         deadline = time.monotonic() + 60
         while len(killed) < victims and time.monotonic() < deadline and not running.done():
@@ -237,14 +239,19 @@ def test_losing_a_worker_mid_run_still_completes(deploy, local_result, tmp_path,
     assert f"warning: worker {killed[0]} was lost during the run" in capsys.readouterr().err
 
 
-def test_losing_every_worker_fails_cleanly(deploy, tmp_path, capsys):
+@pytest.mark.parametrize("on_a_terminal", [False, True], ids=["quiet", "progress"])
+def test_losing_every_worker_fails_cleanly(deploy, tmp_path, capsys, monkeypatch,
+                                           on_a_terminal):
     d, client = deploy
     workers = len(client.scheduler_info()["workers"])
     if workers < 2:
         d.start_workers(2 - workers, client)
     out = tmp_path / "out"
+    if on_a_terminal:  # the progress display waits on the futures too
+        monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     with dask.config.set({"pipeline.no-workers-timeout": "2s"}):
-        code, killed = run_and_kill(d, client, workflow(tmp_path, LONG), out, victims=2)
+        code, killed = run_and_kill(d, client, workflow(tmp_path, LONG), out, victims=2,
+                                    quiet=not on_a_terminal)
     assert len(killed) == 2 and code == 1
     err = capsys.readouterr().err.strip()
     assert err == (f"error: the run failed: every worker of {d.address} was lost and none "
