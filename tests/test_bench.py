@@ -1,0 +1,37 @@
+"""``python -m pipeline bench``: the harness runs every workload at a tiny size and prints
+a table with sane ratios. Speed is measured by the benchmark itself, never asserted here."""
+
+from __future__ import annotations
+
+import re
+
+import pipeline
+from pipeline import cli
+
+WORKLOADS = ("fft", "matmul", "transpose_sum", "elementwise", "reduction", "groupby",
+             "join", "convolve")
+
+
+def test_bench_tiny_every_workload(capsys):
+    assert cli.main(["bench", "--size", "1", "--repeats", "1", "--no-doc"]) == 0
+    out = capsys.readouterr().out
+    rows = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and cells[0] in WORKLOADS:
+            rows[cells[0]] = cells
+    assert set(rows) == set(WORKLOADS)
+    for name, cells in rows.items():
+        times = [float(c) for c in cells[2:5]]
+        ratio_dask, ratio_best = float(cells[5]), float(cells[7])
+        assert all(t > 0 for t in times), name
+        assert ratio_dask > 0 and ratio_best > 0, name
+        assert cells[-1] == "yes", f"{name}: the sides' results disagree"
+    assert re.search(r"pipeline / best", out)
+
+
+def test_bench_without_source_tree(tmp_path, monkeypatch, capsys):
+    fake = tmp_path / "site-packages" / "pipeline" / "__init__.py"
+    monkeypatch.setattr(pipeline, "__file__", str(fake))
+    assert cli.main(["bench", "--no-doc"]) == 2
+    assert "benchmarks/run.py not found" in capsys.readouterr().err
