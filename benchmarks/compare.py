@@ -237,11 +237,14 @@ def render(args, shape, info, summary, agree, stages, totals, phases, loads) -> 
     return "\n".join(lines)
 
 
-def write_doc(section: str, path: Path = DOC) -> None:
+def write_section(marks: tuple[str, str], section: str, path: Path = DOC) -> None:
+    """Replace the text between ``marks`` in ``path`` (or append it), atomically; the rest
+    of the file is left alone, so each benchmark owns only its section."""
+    start, end = marks
     text = path.read_text() if path.exists() else DOC_HEAD
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        _, tail = rest.split(END, 1)
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
         text = head + section + tail
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
@@ -350,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(section.replace(START + "\n", "").replace("\n" + END, ""))
     if not args.no_doc:
-        write_doc(section, args.doc)
+        write_section((START, END), section, args.doc)
         print(f"\nwritten: {args.doc}")
     return 0 if agree["ok"] else 1
 

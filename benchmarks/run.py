@@ -43,7 +43,8 @@ ROOT = HERE.parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from compare import loadavg, machine, pipeline_cmd, shape_for, source_state  # noqa: E402
+from compare import (loadavg, machine, pipeline_cmd, shape_for, source_state,  # noqa: E402
+                     write_section)
 from workloads import WORKLOADS  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -367,20 +368,6 @@ def chart_scaling(res: dict, path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- doc
-
-def write_section(marks: tuple[str, str], section: str, path: Path = DOC) -> None:
-    start, end = marks
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
 
 def _header(info: dict, cmd: str, loads: tuple[str, str]) -> list[str]:
     v = info["versions"]
