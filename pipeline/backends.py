@@ -88,7 +88,7 @@ GPU = Backend("gpu", "cupy", "cudf", copies=True)
 class Detection:
     """What NVML reports; ``problem`` says why no GPU is usable, when none is."""
 
-    gpus: tuple[dict, ...] = ()
+    gpus: tuple = ()  # pipeline.nvml.Gpu
     driver: str | None = None
     cuda_driver_version: str | None = None
     problem: str | None = None
@@ -97,39 +97,19 @@ class Detection:
 
 def detect() -> Detection:
     """Count GPUs with NVML (no CUDA context) and check the GPU libraries are installed."""
+    from pipeline import nvml
+
     missing = tuple(lib for lib in GPU_LIBS if importlib.util.find_spec(lib) is None)
-    try:
-        import pynvml
-    except ImportError:
-        return Detection(problem="nvidia-ml-py (pynvml) is not installed", missing_libs=missing)
-    try:
-        pynvml.nvmlInit()
-    except Exception as e:  # NVMLError_LibraryNotFound / DriverNotLoaded on GPU-less hosts
-        return Detection(problem=f"no NVIDIA driver found ({_nvml_text(e)})",
-                         missing_libs=missing)
-    try:
-        driver = _text(pynvml.nvmlSystemGetDriverVersion())
-        cuda = pynvml.nvmlSystemGetCudaDriverVersion()
-        gpus = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            gpus.append({"index": i, "name": _text(pynvml.nvmlDeviceGetName(h)),
-                         "memory_total": int(pynvml.nvmlDeviceGetMemoryInfo(h).total),
-                         "uuid": _text(pynvml.nvmlDeviceGetUUID(h))})
-    finally:
-        pynvml.nvmlShutdown()
-    return Detection(gpus=tuple(gpus), driver=driver,
-                     cuda_driver_version=f"{cuda // 1000}.{cuda % 1000 // 10}",
-                     problem=None if gpus else "the NVIDIA driver reports no GPUs",
-                     missing_libs=missing)
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _nvml_text(e: Exception) -> str:
-    return str(e) or type(e).__name__
+    nv = nvml.probe()
+    if nv.error == "NoPynvml":
+        problem = nv.detail
+    elif nv.error:  # LibraryNotFound / DriverNotLoaded on GPU-less hosts
+        problem = f"no NVIDIA driver found ({nv.detail})"
+    else:
+        problem = None if nv.gpus else "the NVIDIA driver reports no GPUs"
+    return Detection(gpus=tuple(nv.gpus), driver=nv.driver,
+                     cuda_driver_version=".".join(map(str, nv.cuda)) if nv.cuda else None,
+                     problem=problem, missing_libs=missing)
 
 
 def resolve(requested: str, detection: Detection | None = None) -> tuple[Backend, str]:

@@ -19,6 +19,9 @@ import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 
+from pipeline import nvml
+from pipeline.nvml import Nvml
+
 # import name -> what it is for; the first three are what backend gpu needs
 LIBS = {"cupy": "GPU arrays", "cudf": "GPU dataframes", "dask_cuda": "LocalCUDACluster",
         "rmm": "GPU memory pools", "dask_cudf": "Dask on cuDF"}
@@ -34,27 +37,6 @@ GPU_EXTRA_FALLBACK = ['dask-cuda==26.10.*', 'cupy-cuda12x>=13', 'cudf-cu12==26.1
 HIDDEN = {"", "-1", "none", "nodevfiles", "void"}
 CONTAINER_HINT = ("in a container, start it with `docker run --gpus all` "
                   "(NVIDIA Container Toolkit)")
-
-
-@dataclass
-class Gpu:
-    index: int
-    name: str
-    memory_total: int
-    memory_used: int | None = None
-    uuid: str = ""
-    compute: tuple[int, int] | None = None
-
-
-@dataclass
-class Nvml:
-    """What NVML says; ``error`` (the NVMLError class name) when it could not say."""
-
-    error: str | None = None
-    detail: str = ""
-    driver: str | None = None
-    cuda: tuple[int, int] | None = None  # the newest CUDA the driver supports
-    gpus: list[Gpu] = field(default_factory=list)
 
 
 @dataclass
@@ -113,37 +95,7 @@ def gather(*, env=None, import_check: bool = True) -> Facts:
         if re.fullmatch(r"nvidia-cuda-(runtime|nvrtc)-cu\d+", name.lower()):
             wheels[name] = dist.version
     pynvml = ", ".join(f"{d} {metadata.version(d)}" for d in owners.get("pynvml", [])) or None
-    return Facts(probe_nvml(), libs, env.get("CUDA_VISIBLE_DEVICES"), wheels, pynvml)
-
-
-def probe_nvml() -> Nvml:
-    """Ask NVML for the driver and the GPUs (no CUDA context is created)."""
-    try:
-        import pynvml
-    except ImportError:
-        return Nvml(error="NoPynvml", detail="nvidia-ml-py (pynvml) is not installed")
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as e:
-        return Nvml(error=type(e).__name__.removeprefix("NVMLError_"), detail=str(e))
-    try:
-        cuda = pynvml.nvmlSystemGetCudaDriverVersion()
-        out = Nvml(driver=_text(pynvml.nvmlSystemGetDriverVersion()),
-                   cuda=(cuda // 1000, cuda % 1000 // 10))
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
-            try:
-                compute = tuple(pynvml.nvmlDeviceGetCudaComputeCapability(h))
-            except pynvml.NVMLError:  # old drivers lack the query
-                compute = None
-            out.gpus.append(Gpu(i, _text(pynvml.nvmlDeviceGetName(h)), int(mem.total),
-                                int(mem.used), _text(pynvml.nvmlDeviceGetUUID(h)), compute))
-        return out
-    except pynvml.NVMLError as e:
-        return Nvml(error=type(e).__name__.removeprefix("NVMLError_"), detail=str(e))
-    finally:
-        pynvml.nvmlShutdown()
+    return Facts(nvml.probe(), libs, env.get("CUDA_VISIBLE_DEVICES"), wheels, pynvml)
 
 
 def probe_imports(modules: list[str]) -> dict[str, str | None]:
@@ -309,7 +261,7 @@ def _visible_problems(f: Facts) -> list[Problem]:
     if f.visible.strip().lower() in HIDDEN:
         return [Problem(f"CUDA_VISIBLE_DEVICES={f.visible!r} hides every GPU from CUDA",
                         f"unset CUDA_VISIBLE_DEVICES   (or export CUDA_VISIBLE_DEVICES={every})")]
-    bad = [e for e in _visible_entries(f.visible) if _match_gpu(e, gpus) is None]
+    bad = [e for e in nvml.visible_entries(f.visible) if nvml.match(e, gpus) is None]
     if not bad:
         return []
     return [Problem(f"CUDA_VISIBLE_DEVICES={f.visible} names "
@@ -317,16 +269,6 @@ def _visible_problems(f: Facts) -> list[Problem]:
                     + f", which is not one of the {len(gpus)} GPU(s) NVML sees "
                     f"(0-{len(gpus) - 1}); CUDA ignores it and every entry after it",
                     f"export CUDA_VISIBLE_DEVICES={every}   (or unset CUDA_VISIBLE_DEVICES)")]
-
-
-def _visible_entries(value: str) -> list[str]:
-    return [e.strip() for e in value.split(",") if e.strip()]
-
-
-def _match_gpu(entry: str, gpus: list[Gpu]) -> Gpu | None:
-    if entry.isdigit():
-        return next((g for g in gpus if g.index == int(entry)), None)
-    return next((g for g in gpus if g.uuid and g.uuid.startswith(entry)), None)
 
 
 def render(f: Facts, problems: list[Problem]) -> str:
@@ -396,7 +338,3 @@ def verdict(f: Facts, problems: list[Problem]) -> str:
 
 def _gib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB"
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -12,12 +12,13 @@ from typing import Mapping
 
 from dask.utils import format_bytes, parse_bytes
 
+from pipeline import nvml
 from pipeline.backends import Detection
 from pipeline.errors import InputError
 from pipeline.spec import ClusterSpec
 
 
-def visible_gpus(det: Detection, environ: Mapping[str, str]) -> list[dict]:
+def visible_gpus(det: Detection, environ: Mapping[str, str]) -> list[nvml.Gpu]:
     """The GPUs ``CUDA_VISIBLE_DEVICES`` selects (all of them when it is unset).
 
     Raises
@@ -29,15 +30,14 @@ def visible_gpus(det: Detection, environ: Mapping[str, str]) -> list[dict]:
     if value is None:
         return list(det.gpus)
     chosen = []
-    for item in filter(None, (v.strip() for v in value.split(","))):
-        match = [g for g in det.gpus
-                 if (item.isdigit() and g["index"] == int(item)) or g["uuid"].startswith(item)]
-        if not match:
-            present = ", ".join(str(g["index"]) for g in det.gpus) or "none"
+    for item in nvml.visible_entries(value):
+        gpu = nvml.match(item, det.gpus)
+        if gpu is None:
+            present = ", ".join(str(g.index) for g in det.gpus) or "none"
             raise InputError(f"CUDA_VISIBLE_DEVICES names '{item}', which is not a GPU here",
                              where="CUDA_VISIBLE_DEVICES",
                              hint=f"GPUs present: {present}; python -m pipeline doctor lists them")
-        chosen.append(match[0])
+        chosen.append(gpu)
     if not chosen:
         raise InputError("CUDA_VISIBLE_DEVICES is set but selects no GPU",
                          where="CUDA_VISIBLE_DEVICES", hint="unset it, or list device indices")
@@ -76,7 +76,7 @@ def check_local_gpu_cluster(spec: ClusterSpec, det: Detection,
         raise InputError(f"{spec.n_workers} workers asked for, but {len(gpus)} GPU(s) are "
                          "visible", where="cluster.n_workers",
                          hint="LocalCUDACluster runs one worker per GPU; use auto")
-    smallest = min(g["memory_total"] for g in gpus)
+    smallest = min(g.memory_total for g in gpus)
     for key in ("device_memory_limit", "rmm_pool_size"):
         size = _size(getattr(spec, key), smallest, f"cluster.{key}")
         if size is not None and size > smallest:

@@ -2,11 +2,12 @@ import pytest
 
 from pipeline import backends
 from pipeline.errors import InputError
+from pipeline.nvml import Gpu
 
 NO_DRIVER = backends.Detection(problem="no NVIDIA driver found (NVML Shared Library Not Found)",
                                missing_libs=("cupy",))
-GPU_BOX = backends.Detection(gpus=({"index": 0, "name": "H100", "memory_total": 80 << 30,
-                                    "uuid": "GPU-1"},), driver="580.1",
+GPU_BOX = backends.Detection(gpus=(Gpu(index=0, name="H100", memory_total=80 << 30,
+                                        uuid="GPU-1"),), driver="580.1",
                              cuda_driver_version="13.0")
 
 

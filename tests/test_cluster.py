@@ -12,10 +12,12 @@ from pipeline import backends, cluster, spec
 from pipeline.backends import Detection
 from pipeline.cli import main
 from pipeline.errors import InputError
+from pipeline.nvml import Gpu
 from tests.conftest import REPO
 
 SPECTRUM = str(REPO / "workflows" / "spectrum.yaml")
-GPU_WORKER = Detection(gpus=({"index": 0, "name": "H100"},), driver="580", missing_libs=())
+GPU_WORKER = Detection(gpus=(Gpu(index=0, name="H100", memory_total=80 << 30),), driver="580",
+                       missing_libs=())
 CPU_WORKER = Detection(problem="no NVIDIA driver found (NVML Shared Library Not Found)")
 
 

@@ -5,13 +5,13 @@ import json
 import subprocess
 import sys
 import textwrap
-import types
 
 import pytest
 
 from pipeline import doctor
 from pipeline.cli import main
-from pipeline.doctor import Facts, Gpu, Lib, Nvml
+from pipeline.doctor import Facts, Lib
+from pipeline.nvml import Gpu, Nvml
 from tests.conftest import gpu_present
 
 
@@ -215,51 +215,3 @@ def test_problems_are_numbered_with_their_fix():
     assert "problems (2):\n  1. CUDA_VISIBLE_DEVICES=''" in text
     assert "\n     fix: unset CUDA_VISIBLE_DEVICES" in text
     assert "but the problems above will make runs fail" in text
-
-
-# --- NVML itself, faked --------------------------------------------------------------------
-
-class NVMLError(Exception):
-    pass
-
-
-class NVMLError_DriverNotLoaded(NVMLError):  # noqa: N801 (pynvml's name)
-    pass
-
-
-def fake_pynvml(init_error=None):
-    def init():
-        if init_error:
-            raise init_error("Driver Not Loaded")
-
-    def handle(i):
-        return i
-
-    return types.SimpleNamespace(
-        NVMLError=NVMLError, nvmlInit=init, nvmlShutdown=lambda: None,
-        nvmlSystemGetDriverVersion=lambda: b"550.54.15",
-        nvmlSystemGetCudaDriverVersion=lambda: 12040,
-        nvmlDeviceGetCount=lambda: 2, nvmlDeviceGetHandleByIndex=handle,
-        nvmlDeviceGetName=lambda h: f"GPU model {h}",
-        nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(total=16 << 30, used=h << 30),
-        nvmlDeviceGetUUID=lambda h: f"GPU-{h}",
-        nvmlDeviceGetCudaComputeCapability=lambda h: (8, 0))
-
-
-def test_probe_nvml_reads_gpus(monkeypatch):
-    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml())
-    nv = doctor.probe_nvml()
-    assert nv.error is None and nv.driver == "550.54.15" and nv.cuda == (12, 4)
-    assert [(g.index, g.name, g.memory_used, g.uuid, g.compute) for g in nv.gpus] == [
-        (0, "GPU model 0", 0, "GPU-0", (8, 0)), (1, "GPU model 1", 1 << 30, "GPU-1", (8, 0))]
-
-
-def test_probe_nvml_driver_not_loaded(monkeypatch):
-    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(NVMLError_DriverNotLoaded))
-    nv = doctor.probe_nvml()
-    assert nv.error == "DriverNotLoaded" and nv.gpus == []
-
-
-def test_probe_nvml_without_pynvml(monkeypatch):
-    monkeypatch.setitem(sys.modules, "pynvml", None)  # import raises ImportError
-    assert doctor.probe_nvml().error == "NoPynvml"

@@ -3,12 +3,13 @@ import pytest
 from pipeline import preflight
 from pipeline.backends import Detection
 from pipeline.errors import InputError
+from pipeline.nvml import Gpu
 from pipeline.spec import CLUSTER_DEFAULTS, ClusterSpec
 
 GIB = 1 << 30
 TWO_GPUS = Detection(gpus=(
-    {"index": 0, "name": "H100", "memory_total": 80 * GIB, "uuid": "GPU-aaaa"},
-    {"index": 1, "name": "H100", "memory_total": 40 * GIB, "uuid": "GPU-bbbb"}),
+    Gpu(index=0, name="H100", memory_total=80 * GIB, uuid="GPU-aaaa"),
+    Gpu(index=1, name="H100", memory_total=40 * GIB, uuid="GPU-bbbb")),
     driver="580.1", cuda_driver_version="13.0")
 
 
@@ -26,9 +27,9 @@ def test_good_settings_pass():
 
 
 def test_visible_devices_by_index_and_uuid():
-    assert [g["index"] for g in preflight.visible_gpus(TWO_GPUS, {})] == [0, 1]
+    assert [g.index for g in preflight.visible_gpus(TWO_GPUS, {})] == [0, 1]
     env = {"CUDA_VISIBLE_DEVICES": "GPU-bbbb,0"}
-    assert [g["index"] for g in preflight.visible_gpus(TWO_GPUS, env)] == [1, 0]
+    assert [g.index for g in preflight.visible_gpus(TWO_GPUS, env)] == [1, 0]
 
 
 @pytest.mark.parametrize("env, kw, where, fragment", [
