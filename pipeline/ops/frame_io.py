@@ -11,7 +11,6 @@ import json
 import math
 from pathlib import Path
 
-import dask
 import numpy as np
 
 from pipeline.errors import OpError
