@@ -13,7 +13,7 @@ import html
 import io
 from pathlib import Path
 
-from pipeline.report import describe_output, human_bytes, write_atomic
+from pipeline.report import describe_output, human_bytes, seconds, write_atomic
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em;
@@ -144,8 +144,8 @@ def _stage_table(stages: list[dict], totals: dict) -> str:
                       for h in head) + "</tr></thead><tbody>"]
     for s in stages:
         out = s.get("output", {})
-        cells = [_td(s["id"]), _td(s["op"]), _num(_seconds(s["wall_s"])),
-                 _num(_seconds(s["compute_s"])), _num(str(s.get("tasks", ""))),
+        cells = [_td(s["id"]), _td(s["op"]), _num(seconds(s["wall_s"], 3)),
+                 _num(seconds(s["compute_s"], 3)), _num(str(s.get("tasks", ""))),
                  _num(_bytes(s["h2d_bytes"])), _num(_bytes(s["d2h_bytes"]))]
         if peaks:
             peak = s.get("peak_host_bytes")
@@ -195,10 +195,6 @@ def _bytes(n: int) -> str:
 
 def _plain_bytes(n: int) -> str:
     return f"{human_bytes(n)} ({int(n):,} bytes)"
-
-
-def _seconds(value) -> str:
-    return "-" if value is None else f"{value:.3f}"  # None: not separated (dataframes)
 
 
 def _td(text: str) -> str:
