@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pipeline.errors import InputError
 
@@ -31,6 +31,7 @@ class Backend:
     array_module: str
     frame_module: str
     copies: bool  # True when host and device memory are distinct
+    chunk_bytes: int | None = None  # what `chunks: auto` aims for; None: Dask's default
 
     @property
     def xp(self):
@@ -45,8 +46,11 @@ class Backend:
     @property
     def dask_config(self) -> dict:
         """Dask's own backend switch, so ``da.*`` / ``dd.*`` create chunks of our kind."""
-        return {"array.backend": "cupy" if self.array_module == "cupy" else "numpy",
-                "dataframe.backend": "cudf" if self.frame_module == "cudf" else "pandas"}
+        config = {"array.backend": "cupy" if self.array_module == "cupy" else "numpy",
+                  "dataframe.backend": "cudf" if self.frame_module == "cudf" else "pandas"}
+        if self.chunk_bytes is not None:
+            config["array.chunk-size"] = self.chunk_bytes
+        return config
 
     def to_device(self, chunk):
         """Host chunk -> device chunk, counted as host->device bytes."""
@@ -82,6 +86,47 @@ def _timed_copy(copy, chunk, label: str):
 
 CPU = Backend("cpu", "numpy", "pandas", copies=False)
 GPU = Backend("gpu", "cupy", "cudf", copies=True)
+
+# `chunks: auto` on a GPU: Dask's 128 MiB suits CPU caches, but a GPU needs chunks large
+# enough to fill its cores and amortise each kernel launch and copy. Like dask-cudf's
+# default partition size, a chunk gets 1/32 of the device's memory (per task running at
+# once on it), which leaves room for the several chunk-sized temporaries an op holds
+# (an rfft's complex output, |z|^2, ...). Capped at 1 GiB: bigger chunks add little
+# speed, cost parallelism on mid-sized inputs, and near 2**31 elements some CUDA
+# libraries switch to 64-bit indexing or refuse.
+DEVICE_SHARE = 32
+MIN_CHUNK, MAX_CHUNK = 128 * 2**20, 2**30
+
+
+def device_chunk_bytes(device_bytes: int, tasks_per_device: int) -> int:
+    """The `chunks: auto` target for a device of ``device_bytes`` running
+    ``tasks_per_device`` tasks at once."""
+    share = device_bytes // (DEVICE_SHARE * max(tasks_per_device, 1))
+    return int(min(max(share, MIN_CHUNK), MAX_CHUNK))
+
+
+def sized_for_device(backend: Backend, device_bytes: int | None,
+                     tasks_per_device: int) -> Backend:
+    """``backend`` with its chunk size set from the device's memory (unchanged on CPU, or
+    when the device's memory is unknown)."""
+    if not backend.copies or not device_bytes:
+        return backend
+    return replace(backend, chunk_bytes=device_chunk_bytes(device_bytes, tasks_per_device))
+
+
+def device_memory() -> int | None:
+    """Total memory of the GPU this process computes on (the first CUDA_VISIBLE_DEVICES
+    entry, as dask-cuda sets it per worker; else GPU 0), from NVML; None without one."""
+    import os
+
+    from pipeline import nvml
+
+    nv = nvml.probe()
+    if nv.error or not nv.gpus:
+        return None
+    entries = nvml.visible_entries(os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+    gpu = nvml.match(entries[0], nv.gpus) if entries else nv.gpus[0]
+    return gpu.memory_total if gpu else None
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,7 @@ def _validate(args) -> int:
 
 def _run(args) -> int:
     from pipeline import cluster, runner
-    from pipeline.report import table
+    from pipeline.report import human_bytes, table
 
     p = _load(args)
     wf = p.workflow
@@ -132,7 +132,9 @@ def _run(args) -> int:
                          dashboard_address=dash) as session:
         if session.dashboard_link:  # first thing, so a user can open it while it runs
             say(f"dashboard: {session.dashboard_link}")
-        say(f"workflow '{wf.name}': backend {session.backend_why}")
+        sized = session.backend.chunk_bytes
+        say(f"workflow '{wf.name}': backend {session.backend_why}"
+            + (f"; chunks: auto = {human_bytes(sized)}, from the GPU's memory" if sized else ""))
         doc = runner.run(p, session.backend, session,
                          progress=not args.quiet and sys.stdout.isatty())
     for lost in doc.get("lost_workers", ()):

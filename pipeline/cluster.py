@@ -68,7 +68,8 @@ def connect(spec: ClusterSpec, backend: Backend | str, *, address: str | None = 
         with _existing(address, spec, where) as client:
             chosen, why = _workers_backend(client, requested, address, where)
             n = len(client.scheduler_info()["workers"])
-            yield Session(client, "existing", address, client.dashboard_link, n, chosen, why)
+            yield Session(client, "existing", address, client.dashboard_link, n,
+                          _sized(client, chosen), why)
         return
     backend, why = backends.resolve(backend) if isinstance(backend, str) \
         else (backend, backend.name)
@@ -77,7 +78,16 @@ def connect(spec: ClusterSpec, backend: Backend | str, *, address: str | None = 
     with cluster, Client(cluster) as client:
         yield Session(client, type(cluster).__name__, cluster.scheduler_address,
                       cluster.dashboard_link if dash else None, len(cluster.workers),
-                      backend, why)
+                      _sized(client, backend), why)
+
+
+def _sized(client, backend: Backend) -> Backend:
+    """``backend`` with `chunks: auto` sized for the smallest of the workers' GPUs."""
+    if backend.name != "gpu":
+        return backend
+    memory = [m for m in client.run(backends.device_memory).values() if m]
+    threads = max(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+    return backends.sized_for_device(backend, min(memory, default=None), threads)
 
 
 @contextmanager

@@ -52,3 +52,56 @@ def test_cpu_backend_config_and_identity_copies():
     x = np.ones(3)
     assert backends.CPU.to_device(x) is x and backends.CPU.to_host(x) is x
     assert backends.GPU.dask_config == {"array.backend": "cupy", "dataframe.backend": "cudf"}
+
+
+GiB, MiB = 2**30, 2**20
+
+
+@pytest.mark.parametrize("device, tasks, chunk", [
+    (80 * GiB, 1, GiB),          # 2.5 GiB share, capped
+    (16 * GiB, 1, 512 * MiB),    # 1/32 of the device
+    (16 * GiB, 2, 256 * MiB),    # two tasks at once share it
+    (2 * GiB, 1, 128 * MiB),     # never below Dask's CPU default
+])
+def test_auto_chunks_grow_with_the_device(device, tasks, chunk):
+    assert backends.device_chunk_bytes(device, tasks) == chunk
+
+
+def test_only_a_device_backend_with_known_memory_is_resized():
+    assert backends.sized_for_device(backends.CPU, 80 * GiB, 1) is backends.CPU
+    assert backends.sized_for_device(backends.GPU, None, 1) is backends.GPU
+    gpu = backends.sized_for_device(backends.GPU, 16 * GiB, 1)
+    assert gpu.chunk_bytes == 512 * MiB and gpu.dask_config["array.chunk-size"] == 512 * MiB
+
+
+def test_auto_chunks_follow_the_backends_chunk_size():
+    import dask
+    import dask.array as da
+
+    small = backends.Backend("cpu-small-chunks", "numpy", "pandas", copies=False,
+                             chunk_bytes=MiB)
+    with dask.config.set(small.dask_config):
+        x = da.ones((1024, 1024), chunks="auto")  # 8 MiB of float64
+    biggest = max(x.chunks[0]) * max(x.chunks[1]) * x.dtype.itemsize
+    assert 0.5 * MiB <= biggest <= MiB
+
+
+@pytest.mark.parametrize("visible, memory", [(None, 80 * GiB), ("1", 40 * GiB),
+                                             ("GPU-b", 40 * GiB), ("7", None)])
+def test_device_memory_is_the_first_visible_gpus(monkeypatch, visible, memory):
+    from pipeline import nvml
+
+    gpus = [Gpu(0, "H100", 80 * GiB, uuid="GPU-a"), Gpu(1, "A100", 40 * GiB, uuid="GPU-b")]
+    monkeypatch.setattr(nvml, "probe", lambda: nvml.Nvml(gpus=gpus))
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert backends.device_memory() == memory
+
+
+def test_device_memory_without_a_driver_is_unknown(monkeypatch):
+    from pipeline import nvml
+
+    monkeypatch.setattr(nvml, "probe", lambda: nvml.Nvml(error="LibraryNotFound"))
+    assert backends.device_memory() is None
