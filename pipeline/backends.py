@@ -59,7 +59,11 @@ class Backend:
         return _timed_copy(self._device_copy, chunk, "host-to-device")
 
     def _device_copy(self, chunk):
-        return self.xp.array(chunk, copy=True)
+        if self.array_module == "cupy":
+            from pipeline import pinned
+
+            return pinned.to_device(chunk)
+        return self.xp.array(chunk, copy=True)  # the copying test backend: NumPy to NumPy
 
     def to_host(self, chunk):
         """Device chunk -> host (NumPy) chunk, counted as device->host bytes."""

@@ -160,17 +160,23 @@ def _dashboard_kwargs(dash: str | None) -> dict:
     return {"dashboard_address": dash}
 
 
+def _threads(spec: ClusterSpec, auto: int) -> int:
+    return auto if spec.threads_per_worker == "auto" else spec.threads_per_worker
+
+
 def _local(spec: ClusterSpec, dash: str | None):
     from distributed import LocalCluster
 
     n = (os.cpu_count() or 1) if spec.n_workers == "auto" else spec.n_workers
-    return LocalCluster(n_workers=n, threads_per_worker=spec.threads_per_worker,
+    return LocalCluster(n_workers=n, threads_per_worker=_threads(spec, 1),
                         memory_limit=spec.memory_limit, processes=True,
                         silence_logs=logging.ERROR, **_dashboard_kwargs(dash))
 
 
 def _local_cuda(spec: ClusterSpec, dash: str | None):
-    from pipeline import preflight
+    import dask
+
+    from pipeline import pinned, preflight
 
     preflight.check_local_gpu_cluster(spec, backends.detect(), os.environ)
     try:
@@ -178,7 +184,9 @@ def _local_cuda(spec: ClusterSpec, dash: str | None):
     except ImportError as e:
         raise InputError(f"dask-cuda cannot be imported ({e})", where="backend",
                          hint='pip install ".[gpu]"') from None
-    kwargs = dict(threads_per_worker=spec.threads_per_worker, memory_limit=spec.memory_limit,
+    # Two threads per GPU, each on its own CUDA stream (pinned.WORKER_ENV): one chunk's
+    # host->device copy overlaps another chunk's kernels (pipeline/pinned.py).
+    kwargs = dict(threads_per_worker=_threads(spec, 2), memory_limit=spec.memory_limit,
                   device_memory_limit=spec.device_memory_limit, protocol=spec.protocol,
                   silence_logs=logging.ERROR, **_dashboard_kwargs(dash))
     if spec.n_workers != "auto":
@@ -186,7 +194,9 @@ def _local_cuda(spec: ClusterSpec, dash: str | None):
     if spec.rmm_pool_size is not None:
         # RMM's pool also backs CuPy's allocations on the workers
         kwargs.update(rmm_pool_size=spec.rmm_pool_size, rmm_allocator_external_lib_list=["cupy"])
+    environ = {f"distributed.nanny.environ.{k}": v for k, v in pinned.WORKER_ENV.items()}
     try:
-        return LocalCUDACluster(**kwargs)
+        with dask.config.set(environ):  # read by each worker's nanny as it is made
+            return LocalCUDACluster(**kwargs)
     except ValueError as e:
         raise InputError(f"cannot start LocalCUDACluster: {e}", where="cluster") from None

@@ -28,7 +28,7 @@ TOP_KEYS = ("name", "description", "backend", "cluster", "output_dir", "stages")
 CLUSTER_DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "address": None,
     "n_workers": "auto",
-    "threads_per_worker": 1,
+    "threads_per_worker": "auto",
     "memory_limit": "auto",
     "device_memory_limit": "auto",
     "rmm_pool_size": None,
@@ -95,7 +95,7 @@ class Stage:
 class ClusterSpec:
     address: str | None
     n_workers: int | str
-    threads_per_worker: int
+    threads_per_worker: int | str  # "auto" or a count
     memory_limit: str | int | float
     device_memory_limit: str | int | float
     rmm_pool_size: str | int | float | None
@@ -253,9 +253,10 @@ def _cluster(raw, base_dir: Path) -> ClusterSpec:
         raise InputError(f"bad value {nw!r}", where="cluster.n_workers",
                          hint="'auto' or a positive integer")
     tpw = c["threads_per_worker"]
-    if not isinstance(tpw, int) or isinstance(tpw, bool) or tpw < 1:
+    if not (tpw == "auto" or (isinstance(tpw, int) and not isinstance(tpw, bool) and tpw >= 1)):
         raise InputError(f"bad value {tpw!r}", where="cluster.threads_per_worker",
-                         hint="a positive integer")
+                         hint="'auto' (1 per CPU worker, 2 per GPU worker) or a positive "
+                              "integer")
     if c["protocol"] not in PROTOCOLS:
         raise InputError(f"unknown protocol {c['protocol']!r}", where="cluster.protocol",
                          hint="one of: " + ", ".join(PROTOCOLS))

@@ -169,3 +169,62 @@ def test_local_cluster_honours_n_workers(n_workers, want):
         assert session.kind == "LocalCluster"
         assert session.n_workers == (want or os.cpu_count())
         assert len(session.client.scheduler_info()["workers"]) == session.n_workers
+
+
+@pytest.fixture
+def fake_dask_cuda(monkeypatch):
+    """A stand-in dask_cuda whose LocalCUDACluster records how it was made."""
+    import importlib.machinery
+    import sys
+    import types
+
+    made = {}
+
+    class LocalCUDACluster:
+        def __init__(self, **kwargs):
+            made["kwargs"] = kwargs
+            made["worker_env"] = dict(dask.config.get("distributed.nanny.environ"))
+
+    module = types.ModuleType("dask_cuda")
+    module.__spec__ = importlib.machinery.ModuleSpec("dask_cuda", None)
+    module.LocalCUDACluster = LocalCUDACluster
+    monkeypatch.setitem(sys.modules, "dask_cuda", module)
+    from pipeline import preflight
+
+    monkeypatch.setattr(preflight, "check_local_gpu_cluster", lambda *a: None)
+    return made
+
+
+@pytest.mark.parametrize("threads, want", [("auto", 2), (3, 3)])
+def test_gpu_workers_get_two_threads_on_their_own_streams(fake_dask_cuda, threads, want):
+    from pipeline.spec import CLUSTER_DEFAULTS, ClusterSpec
+
+    c = ClusterSpec(**{**CLUSTER_DEFAULTS, "threads_per_worker": threads})
+    cluster._local_cuda(c, None)
+    assert fake_dask_cuda["kwargs"]["threads_per_worker"] == want
+    assert fake_dask_cuda["worker_env"]["CUPY_CUDA_PER_THREAD_DEFAULT_STREAM"] == "1"
+    assert "CUPY_CUDA_PER_THREAD_DEFAULT_STREAM" not in \
+        dask.config.get("distributed.nanny.environ")  # only while the workers are made
+
+
+def test_cpu_workers_keep_one_thread():
+    from pipeline.spec import CLUSTER_DEFAULTS, ClusterSpec
+
+    c = ClusterSpec(**{**CLUSTER_DEFAULTS, "n_workers": 1, "memory_limit": "1GiB"})
+    with cluster.connect(c, backends.CPU, dashboard_address=None) as session:
+        assert [w["nthreads"] for w in session.client.scheduler_info()["workers"].values()] == [1]
+        assert session.backend.chunk_bytes is None
+
+
+def test_gpu_chunks_are_sized_for_the_smallest_workers_device():
+    class Client:
+        def run(self, fn):
+            assert fn is backends.device_memory
+            return {"tcp://a:1": 80 << 30, "tcp://b:1": 16 << 30, "tcp://c:1": None}
+
+        def scheduler_info(self):
+            return {"workers": {"tcp://a:1": {"nthreads": 2}, "tcp://b:1": {"nthreads": 2}}}
+
+    sized = cluster._sized(Client(), backends.GPU)
+    assert sized.chunk_bytes == backends.device_chunk_bytes(16 << 30, 2) == 256 << 20
+    assert cluster._sized(Client(), backends.CPU) is backends.CPU

@@ -35,6 +35,7 @@ def test_good_workflow_is_frozen_with_defaults(tmp_path):
     assert wf.name == "demo" and wf.backend == "auto"
     assert wf.output_dir.as_posix() == "runs/demo"
     assert wf.cluster.n_workers == "auto" and wf.cluster.dashboard_address == "127.0.0.1:8787"
+    assert wf.cluster.threads_per_worker == "auto"
     assert [s.id for s in wf.stages] == ["x", "save"]
     assert wf.stage("save").inputs == (("input", "x"),)
     assert wf.base_dir == tmp_path.resolve()
@@ -83,6 +84,8 @@ def test_inputs_list_and_mapping(tmp_path):
      "did you mean 'n_workers'"),
     ("name: demo\ncluster: {n_workers: 0}\nstages: [{id: a, op: random}]\n",
      "cluster.n_workers", "bad value 0"),
+    ("name: demo\ncluster: {threads_per_worker: many}\nstages: [{id: a, op: random}]\n",
+     "cluster.threads_per_worker", "bad value 'many'"),
     ("name: demo\ncluster: {protocol: udp}\nstages: [{id: a, op: random}]\n",
      "cluster.protocol", "unknown protocol"),
     ("name: demo\nstages: [{id: a, op: random}, {id: a, op: random}]\n", "stages.a",
