@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from dataclasses import dataclass, field, replace
 
 from pipeline.errors import InputError
@@ -24,7 +25,9 @@ class Backend:
 
     ``to_device`` / ``to_host`` act on one chunk inside a task. Every host<->device copy
     the pipeline makes goes through them, so they record the bytes and seconds with
-    Dask's fine performance metrics, attributed to the stage's span.
+    Dask's fine performance metrics, attributed to the stage's span. The ``frame_*``
+    methods do the same for dataframe partitions, naming the stage themselves (see
+    :func:`stage_span`).
     """
 
     name: str
@@ -71,6 +74,52 @@ class Backend:
             return chunk
         return _timed_copy(_asnumpy, chunk, "device-to-host")
 
+    def frame_to_host(self, part, span: str | None):
+        """Device partition -> pandas partition, counted as device->host bytes of the
+        stage whose span id is ``span`` (from :func:`stage_span`)."""
+        if not self.copies:
+            return part
+        return _timed_copy(_pandas, part, ("device-to-host", span), _frame_nbytes)
+
+    def frame_read(self, part, span: str | None):
+        """Counts a partition just read as host->device bytes of ``span``'s stage; copies
+        nothing.
+
+        cuDF's readers copy inside themselves, out of the pipeline's sight, so what is
+        counted is the partition's decoded size: exactly what crosses when the host
+        decodes, and an upper bound of what crosses when cuDF decodes compressed pages on
+        the device.
+        """
+        if self.copies:
+            from distributed.metrics import context_meter
+
+            context_meter.digest_metric(("host-to-device", span), _frame_nbytes(part),
+                                        "bytes")
+        return part
+
+    def frame_write(self, write, path: str, span: str | None):
+        """``write(path)``, which encodes a partition into a host file (cuDF encodes on
+        the device and the encoded bytes come back), timed and counted as device->host
+        bytes of ``span``'s stage: the file's size."""
+        if not self.copies:
+            return write(path)
+        return _timed_copy(write, path, ("device-to-host", span), os.path.getsize)
+
+
+def stage_span() -> str | None:
+    """The id of the span the current stage is built in (``runner.build`` opens one per
+    stage), or None outside one.
+
+    dask-expr drops span annotations, so dataframe tasks run in Dask's default span,
+    whatever their stage. Frame copies therefore carry the stage's span id in their
+    metric's label, ``(label, span id)``, and :mod:`pipeline.metrics` adds them to the
+    stage; array copies need not, as their tasks run in the stage's span.
+    """
+    import dask
+
+    ids = dask.get_annotations().get("span", {}).get("ids")
+    return ids[-1] if ids else None
+
 
 def _asnumpy(chunk):
     get = getattr(chunk, "get", None)  # cupy.ndarray.get() copies to host
@@ -79,12 +128,27 @@ def _asnumpy(chunk):
     return get() if callable(get) else np.array(chunk, copy=True)
 
 
-def _timed_copy(copy, chunk, label: str):
+def _pandas(part):
+    to_pandas = getattr(part, "to_pandas", None)  # cuDF -> pandas copies to the host
+    return to_pandas() if callable(to_pandas) else part.copy(deep=True)
+
+
+def _frame_nbytes(part) -> int:
+    return int(part.memory_usage(index=True, deep=True).sum())
+
+
+def _nbytes(chunk) -> int:
+    return getattr(chunk, "nbytes", 0)
+
+
+def _timed_copy(copy, chunk, label, nbytes=_nbytes):
+    """``copy(chunk)``, timed, and ``nbytes(chunk)`` counted once it is done (so a file
+    that ``copy`` writes can be counted by its size)."""
     from distributed.metrics import context_meter
 
     with context_meter.meter(label):
         out = copy(chunk)
-    context_meter.digest_metric(label, getattr(chunk, "nbytes", 0), "bytes")
+    context_meter.digest_metric(label, nbytes(chunk), "bytes")
     return out
 
 

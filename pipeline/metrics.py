@@ -8,6 +8,8 @@ Each stage's tasks carry the span ``stage:<id>``. The scheduler records when a s
 first task started and its last one ended, and the workers' fine performance metrics
 (``context_meter``: compute seconds, and the ``host-to-device`` / ``device-to-host``
 bytes and seconds that :class:`pipeline.backends.Backend` records) are summed per span.
+Dataframe tasks run in Dask's default span, so their copies name their stage's span in
+the label, ``(label, span id)``, and are found in the scheduler's totals instead.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ async def _flush_metrics(dask_worker) -> None:
 
 def _read_spans(dask_scheduler, span_ids: dict[str, str]) -> dict[str, dict]:
     spans = dask_scheduler.extensions["spans"].spans
+    frame_copies = _frame_copies(dask_scheduler.cumulative_worker_metrics)
     out = {}
     for stage_id, span_id in span_ids.items():
         span = spans.get(span_id)
@@ -42,11 +45,31 @@ def _read_spans(dask_scheduler, span_ids: dict[str, str]) -> dict[str, dict]:
             for (context, _prefix, label, unit), value in span.cumulative_worker_metrics.items():
                 if context != "execute":
                     continue
-                short = TRANSFER_LABELS.get(label)
-                if short:
-                    m[f"{short}_{'bytes' if unit == 'bytes' else 's'}"] += value
+                if label in TRANSFER_LABELS:
+                    m[_transfer_field(label, unit)] += value
                 elif label in COMPUTE_LABELS and unit == "seconds":
                     m["compute_s"] += value
+        for field, value in frame_copies.get(span_id, {}).items():
+            m[field] += value
         m["h2d_bytes"], m["d2h_bytes"] = int(m["h2d_bytes"]), int(m["d2h_bytes"])
         out[stage_id] = m
+    return out
+
+
+def _transfer_field(label: str, unit: str) -> str:
+    return f"{TRANSFER_LABELS[label]}_{'bytes' if unit == 'bytes' else 's'}"
+
+
+def _frame_copies(cumulative: dict) -> dict[str, dict[str, float]]:
+    """``{span id: {field: value}}`` from the scheduler's totals, whose keys for tasks are
+    ``("execute", prefix, label, unit)``: the copies whose label names a span."""
+    out: dict[str, dict[str, float]] = {}
+    for key, value in cumulative.items():
+        if not (isinstance(key, tuple) and len(key) == 4 and key[0] == "execute"):
+            continue
+        label, unit = key[2], key[3]
+        if isinstance(label, tuple) and len(label) == 2 and label[0] in TRANSFER_LABELS:
+            fields = out.setdefault(label[1], {})
+            field = _transfer_field(label[0], unit)
+            fields[field] = fields.get(field, 0) + value
     return out

@@ -1,20 +1,26 @@
-"""Transfer accounting, proven without a GPU: a NumPy backend whose host<->device copies
-are real copies, counted like the GPU backend's. It shows where the runner puts copies."""
+"""Transfer accounting, proven without a GPU: a NumPy / pandas backend whose host<->device
+copies are real copies, counted like the GPU backend's. It shows where the runner puts
+copies."""
 
+import json
 import textwrap
 
 import numpy as np
+import pandas as pd
+from distributed.metrics import context_meter
 from pipeline import backends, plan, runner, spec
+from tests.helpers import dask_parquet_inplace
 
-# Host and "device" are both NumPy here, but every crossing really copies and is counted.
+# Host and "device" are both NumPy / pandas here, but every crossing really copies and is
+# counted.
 COPYING = backends.Backend("cpu-copying", "numpy", "pandas", copies=True)
 
 
-def run(tmp_path, session, text):
+def run(tmp_path, session, text, backend=COPYING):
     path = tmp_path / "wf.yaml"
     path.write_text(textwrap.dedent(text))
     p = plan.build(spec.load(path, output_dir=tmp_path / "out"))
-    doc = runner.run(p, COPYING, session)
+    doc = runner.run(p, backend, session)
     return {s["id"]: s for s in doc["stages"]}, doc
 
 
@@ -51,3 +57,81 @@ def test_read_moves_each_byte_in_once_and_the_written_bytes_out(tmp_path, sessio
     assert stages["w2"]["d2h_bytes"] == 300 * 8
     assert stages["x"]["h2d_s"] > 0
     np.testing.assert_array_equal(np.load(tmp_path / "out" / "y.npy"), data * 2)
+
+
+TABLE_TO_JSON = """
+    name: per_key
+    stages:
+      - id: table
+        op: random_table
+        rows: 2000
+        partitions: 4
+        seed: 3
+        columns: {k: {keys: 7}, x: {distribution: normal, null_fraction: 0.1}}
+      - {id: per_key, op: groupby, input: table, by: k, agg: {x: [mean, count]}}
+      - {id: save, op: write, input: per_key, path: per_key.json}
+"""
+
+PARQUET_FILTER = """
+    name: filtered
+    stages:
+      - {id: flights, op: read, path: "in/*.parquet"}
+      - {id: long, op: filter, input: flights, expr: "distance > 0"}
+      - {id: save, op: write, input: long, path: long.parquet}
+"""
+
+
+def _flights(tmp_path) -> list:
+    """Two parquet files (two partitions), with a string column so deep sizes count."""
+    rng = np.random.default_rng(1)
+    (tmp_path / "in").mkdir()
+    files = []
+    for i, rows in enumerate((300, 500)):
+        pd.DataFrame({"distance": rng.standard_normal(rows),
+                      "carrier": rng.choice(["UA", "DL", "AA-long-name"], rows)}
+                     ).to_parquet(tmp_path / "in" / f"{i}.parquet", index=False)
+        files.append(tmp_path / "in" / f"{i}.parquet")
+    return files
+
+
+def _bytes(stages) -> dict:
+    return {sid: (s["h2d_bytes"], s["d2h_bytes"]) for sid, s in stages.items()}
+
+
+def test_a_generated_table_crosses_once_as_the_json_result(tmp_path, session):
+    stages, _ = run(tmp_path, session, TABLE_TO_JSON)
+    records = json.loads((tmp_path / "out" / "per_key.json").read_text())
+    result = pd.DataFrame(records)  # the one partition the sink brought to the host
+    out = int(result.memory_usage(index=True, deep=True).sum())
+    assert _bytes(stages) == {"table": (0, 0), "per_key": (0, 0), "save": (0, out)}
+    assert stages["save"]["d2h_s"] > 0
+
+
+@dask_parquet_inplace
+def test_a_table_read_counts_its_partitions_in_and_the_written_files_out(tmp_path, session):
+    files = _flights(tmp_path)
+    stages, _ = run(tmp_path, session, PARQUET_FILTER)
+    read = sum(int(pd.read_parquet(f).memory_usage(index=True, deep=True).sum())
+               for f in files)
+    written = sum(p.stat().st_size for p in (tmp_path / "out" / "long.parquet").iterdir())
+    assert _bytes(stages) == {"flights": (read, 0), "long": (0, 0), "save": (0, written)}
+    assert stages["save"]["d2h_s"] > 0
+
+
+@dask_parquet_inplace
+def test_the_cpu_backend_counts_no_table_copies(tmp_path, session):
+    _flights(tmp_path)
+    for text in (TABLE_TO_JSON, PARQUET_FILTER):
+        stages, _ = run(tmp_path, session, text, backends.CPU)
+        assert set(_bytes(stages).values()) == {(0, 0)}
+
+
+def test_the_cpu_backend_passes_partitions_through_unrecorded(tmp_path):
+    part = pd.DataFrame({"x": [1.0, 2.0]})
+    recorded = []
+    with context_meter.add_callback(lambda *metric: recorded.append(metric)):
+        assert backends.CPU.frame_to_host(part, "span") is part
+        assert backends.CPU.frame_read(part, "span") is part
+        backends.CPU.frame_write(part.to_parquet, str(tmp_path / "p.parquet"), "span")
+    assert recorded == []
+    assert (tmp_path / "p.parquet").is_file()

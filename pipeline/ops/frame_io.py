@@ -3,6 +3,10 @@
 Reads run under the runner's ``dataframe.backend`` config, so on the GPU backend dask
 reads each partition with cuDF straight into device memory (cuDF's parquet and csv
 readers decode on the device); on the CPU backend the partitions are pandas frames.
+
+On a backend that copies, each partition read is counted as host->device bytes (its
+decoded size: :meth:`Backend.frame_read`), and sinks count what comes back: the part
+files' sizes, or the .json table converted to pandas inside a task.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.backends import stage_span
 from pipeline.errors import OpError
 from pipeline.ops.formats import Pending, reader, writer
 from pipeline.ops.frame_expr import require_columns
-from pipeline.ops.frames import known_lengths
+from pipeline.ops.frames import known_lengths, remember_lengths
 
 # A .json sink holds small results only; larger tables belong in .parquet / .csv.
 JSON_MAX_ROWS = 1_000_000
@@ -63,7 +68,7 @@ def read_parquet(ctx, paths: list[Path], *, chunks, columns, blocksize):
             if whole is not None:
                 require_columns(whole, columns, "columns")
         raise OpError(f"cannot read {_names(paths)} as parquet: {e}", where="path") from None
-    return _projected(df, columns)
+    return _counted_read(ctx, _projected(df, columns))
 
 
 @reader("csv")
@@ -85,7 +90,21 @@ def read_csv(ctx, paths: list[Path], *, chunks, columns, blocksize):
             if whole is not None:
                 require_columns(whole, columns, "columns")
         raise OpError(f"cannot read {_names(paths)} as csv: {e}", where="path") from None
-    return _projected(df, columns)
+    return _counted_read(ctx, _projected(df, columns))
+
+
+def _counted_read(ctx, df):
+    """``df`` with each partition counted as host->device bytes, in a task right after
+    its read, on a backend that copies."""
+    if not ctx.backend.copies:
+        return df
+    lengths = known_lengths(df)  # parquet row counts, which a map_partitions hides
+    # required_columns=[]: counting needs no column, so dask still reads only the
+    # columns later stages use
+    counted = df.map_partitions(ctx.backend.frame_read, stage_span(), meta=df._meta,
+                                required_columns=[], enforce_metadata=False)
+    remember_lengths(counted, lengths)
+    return counted
 
 
 def _names(paths: list[Path]) -> str:
@@ -104,26 +123,29 @@ def write_parquet(ctx, df, path: Path) -> Pending:
     # partition (cuDF encodes on the device). Not dask's to_parquet: it creates the folder
     # while the graph is built, and `validate` builds every stage but must write nothing.
     # The index is not written: tables here are their columns.
-    return Pending(_write_parts(df, path, "parquet"))
+    return Pending(_write_parts(ctx, df, path, "parquet"))
 
 
-def _write_parts(df, folder: Path, fmt: str):
+def _write_parts(ctx, df, folder: Path, fmt: str):
     """A lazy series of row counts, one per partition, each written as ``part.<i>.<fmt>``
     into ``folder`` by the worker that holds the partition."""
-    return _frame(df).map_partitions(_write_part, str(folder), fmt, meta=("rows", "int64"),
+    return _frame(df).map_partitions(_write_part, str(folder), fmt, ctx.backend,
+                                     stage_span(), meta=("rows", "int64"),
                                      enforce_metadata=False)
 
 
-def _write_part(part, folder: str, fmt: str, partition_info=None):
+def _write_part(part, folder: str, fmt: str, backend, span: str | None,
+                partition_info=None):
     import os
+    from functools import partial
 
     os.makedirs(folder, exist_ok=True)
     number = partition_info["number"] if partition_info else 0
-    target = os.path.join(folder, f"part.{number}.{fmt}")
     if fmt == "parquet":
-        part.to_parquet(target, index=False)
+        write = partial(part.to_parquet, index=False)
     else:  # csv: the header once, in the first part, so the parts concatenate
-        part.to_csv(target, index=False, header=number == 0)
+        write = partial(part.to_csv, index=False, header=number == 0)
+    backend.frame_write(write, os.path.join(folder, f"part.{number}.{fmt}"), span)
     return len(part)
 
 
@@ -133,7 +155,8 @@ def write_csv(ctx, df, path: Path) -> Pending:
     # in order. (dask's to_csv(single_file=True) is a Delayed, which Dask refuses to
     # compute in one call with the dataframe collections of the other sinks.)
     parts = path.with_name(path.name + ".parts")
-    return Pending(_write_parts(df, parts, "csv"), finish=lambda _: _concatenate(parts, path))
+    return Pending(_write_parts(ctx, df, parts, "csv"),
+                   finish=lambda _: _concatenate(parts, path))
 
 
 def _concatenate(parts: Path, path: Path) -> None:
@@ -150,12 +173,19 @@ def _concatenate(parts: Path, path: Path) -> None:
 @writer("json", "frame")
 def write_json(ctx, df, path: Path) -> Pending:
     # Records [{column: value}, ...] for small results, gathered to the client. Taking at
-    # most one row more than allowed bounds what travels, whatever the table's size.
+    # most one row more than allowed bounds what travels, whatever the table's size; it
+    # becomes pandas in a task, so the device->host copy is counted.
     df = _frame(df)
     lengths = known_lengths(df)
     if lengths is not None and sum(lengths) > JSON_MAX_ROWS:
         raise _too_many(sum(lengths))
     head = df.head(JSON_MAX_ROWS + 1, npartitions=-1, compute=False)
+    if ctx.backend.copies:
+        # the meta too becomes pandas (converting an empty frame here counts nothing:
+        # the client records no metrics)
+        head = head.map_partitions(ctx.backend.frame_to_host, stage_span(),
+                                   meta=ctx.backend.frame_to_host(head._meta, None),
+                                   enforce_metadata=False)
     return Pending(head, finish=lambda table: _dump_records(table, path))
 
 
@@ -166,9 +196,6 @@ def _too_many(rows: int | None) -> OpError:
 
 
 def _dump_records(table, path: Path) -> None:
-    to_pandas = getattr(table, "to_pandas", None)  # cuDF -> pandas, on the client
-    if callable(to_pandas):
-        table = to_pandas()
     if len(table) > JSON_MAX_ROWS:
         raise _too_many(None)
     columns = [str(c) for c in table.columns]

@@ -14,14 +14,7 @@ from pandas.testing import assert_frame_equal
 
 from pipeline.errors import OpError
 from pipeline.ops import frame_io
-from tests.helpers import call
-
-# dask 2026.7.1's parquet reader (dask/dataframe/io/parquet/arrow.py) calls
-# DataFrame.reset_index(inplace=True), which pandas 3.1 deprecates; our code cannot avoid
-# it. Only that warning, only from that module, is let through.
-dask_parquet_inplace = pytest.mark.filterwarnings(
-    "ignore:The inplace keyword in DataFrame.reset_index is deprecated"
-    ":DeprecationWarning:dask.dataframe.io.parquet.arrow")
+from tests.helpers import call, dask_parquet_inplace
 
 
 @pytest.fixture(autouse=True)
