@@ -130,6 +130,7 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False) 
             sinks = list(built.sinks.values())
             futures = _compute(client, [*(p.collection for p in sinks), *row_counts.values()])
             watch = WorkerWatch(client, futures, session.address).start()
+            report_html.prefetch()
             try:
                 if progress:
                     from pipeline import progress as show
