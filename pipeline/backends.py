@@ -185,8 +185,6 @@ def sized_for_device(backend: Backend, device_bytes: int | None,
 def device_memory() -> int | None:
     """Total memory of the GPU this process computes on (the first CUDA_VISIBLE_DEVICES
     entry, as dask-cuda sets it per worker; else GPU 0), from NVML; None without one."""
-    import os
-
     from pipeline import nvml
 
     nv = nvml.probe()

@@ -241,6 +241,13 @@ def _validate(raw: dict, path: Path) -> Workflow:
                     raw=MappingProxyType(raw))
 
 
+def _auto_or_count(cluster: dict, key: str, hint: str) -> None:
+    value = cluster[key]
+    if not (value == "auto" or (isinstance(value, int) and not isinstance(value, bool)
+                                and value >= 1)):
+        raise InputError(f"bad value {value!r}", where=f"cluster.{key}", hint=hint)
+
+
 def _cluster(raw, base_dir: Path) -> ClusterSpec:
     if not isinstance(raw, dict):
         raise InputError("must be a mapping", where="cluster")
@@ -248,15 +255,9 @@ def _cluster(raw, base_dir: Path) -> ClusterSpec:
         if key not in CLUSTER_DEFAULTS:
             raise unknown_key(key, list(CLUSTER_DEFAULTS), "cluster")
     c = {**CLUSTER_DEFAULTS, **raw}
-    nw = c["n_workers"]
-    if not (nw == "auto" or (isinstance(nw, int) and not isinstance(nw, bool) and nw >= 1)):
-        raise InputError(f"bad value {nw!r}", where="cluster.n_workers",
-                         hint="'auto' or a positive integer")
-    tpw = c["threads_per_worker"]
-    if not (tpw == "auto" or (isinstance(tpw, int) and not isinstance(tpw, bool) and tpw >= 1)):
-        raise InputError(f"bad value {tpw!r}", where="cluster.threads_per_worker",
-                         hint="'auto' (1 per CPU worker, 2 per GPU worker) or a positive "
-                              "integer")
+    _auto_or_count(c, "n_workers", "'auto' or a positive integer")
+    _auto_or_count(c, "threads_per_worker",
+                   "'auto' (1 per CPU worker, 2 per GPU worker) or a positive integer")
     if c["protocol"] not in PROTOCOLS:
         raise InputError(f"unknown protocol {c['protocol']!r}", where="cluster.protocol",
                          hint="one of: " + ", ".join(PROTOCOLS))
