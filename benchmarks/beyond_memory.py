@@ -62,8 +62,8 @@ stages:
 
 
 def run_workflow(workflow: Path, out: Path, extra: list[str] = (), say=print) -> dict:
-    """One whole ``python -m pipeline run`` process: its wall time, and the runner's time
-    and peak host memory from its report.json."""
+    """One whole ``python -m pipeline run`` process: its wall time, and the runner's time,
+    peak host memory and per-stage metrics from its report.json."""
     cmd = [sys.executable, "-m", "pipeline", "run", str(workflow), "--dashboard-address",
            "127.0.0.1:0", "--quiet", "--output-dir", str(out), *extra]
     t0 = time.perf_counter()
@@ -71,9 +71,10 @@ def run_workflow(workflow: Path, out: Path, extra: list[str] = (), say=print) ->
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"run failed ({' '.join(cmd)}):\n{proc.stdout}{proc.stderr}")
-    totals = json.loads((out / "report.json").read_text())["totals"]
+    report = json.loads((out / "report.json").read_text())
+    totals = report["totals"]
     m = {"process_s": wall, "runner_s": totals["wall_s"],
-         "peak_host_bytes": totals.get("peak_host_bytes")}
+         "peak_host_bytes": totals.get("peak_host_bytes"), "stages": report["stages"]}
     say(f"  {wall:.1f} s, peak host memory {(m['peak_host_bytes'] or 0) / 2**30:.2f} GiB")
     return m
 

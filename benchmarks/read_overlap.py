@@ -21,7 +21,6 @@ time. The section between this script's markers in docs/gpu.md is replaced.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -34,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from beyond_memory import run_workflow  # noqa: E402
+from beyond_memory import FROM_DISK, run_workflow  # noqa: E402
 from compare import COLUMNS, ROOT, loadavg, machine, source_state, write_section  # noqa: E402
 
 if str(ROOT) not in sys.path:  # the pipeline, when it is not installed
@@ -42,16 +41,6 @@ if str(ROOT) not in sys.path:  # the pipeline, when it is not installed
 
 DOC = ROOT / "docs" / "gpu.md"
 MARKS = ("<!-- bench:read-overlap:start -->", "<!-- bench:read-overlap:end -->")
-
-WORKFLOW = """\
-name: read_overlap
-stages:
-  - {{id: signal, op: read, path: {path}}}
-  - {{id: spectrum, op: rfft, input: signal, axis: 1}}
-  - {{id: power, op: elementwise, inputs: {{z: spectrum}}, expr: "real(z)**2 + imag(z)**2"}}
-  - {{id: mean_power, op: reduce, input: power, how: mean, axis: 0}}
-  - {{id: save, op: write, input: mean_power, path: mean_power.npy}}
-"""
 
 
 def write_input(path: Path, rows: int) -> None:
@@ -69,7 +58,7 @@ def write_input(path: Path, rows: int) -> None:
 def one_run(workflow: Path, out: Path, backend: str, threads: int) -> dict:
     m = run_workflow(workflow, out, ["--backend", backend,
                                      "--set", f"cluster.threads_per_worker={threads}"])
-    stages = {s["id"]: s for s in json.loads((out / "report.json").read_text())["stages"]}
+    stages = {s["id"]: s for s in m["stages"]}
     m.update(copy_s=stages["signal"].get("h2d_s") or 0.0,
              h2d_bytes=stages["signal"].get("h2d_bytes") or 0,
              stages_s=sum(s.get("compute_s") or 0.0 for s in stages.values()))
@@ -80,8 +69,8 @@ def measure(size_gib: float, backend: str, repeats: int, scratch: Path) -> list[
     rows = round(size_gib * 2**30 / (4 * COLUMNS))
     data = scratch / "signal.npy"
     write_input(data, rows)
-    workflow = scratch / "read_overlap.yaml"
-    workflow.write_text(WORKFLOW.format(path=data))
+    workflow = scratch / "from_disk.yaml"
+    workflow.write_text(FROM_DISK.format(store=data))  # the same spectrum, from a .npy
     runs: dict[int, list[dict]] = {1: [], 2: []}
     for i in range(repeats):
         for threads in ((1, 2) if i % 2 == 0 else (2, 1)):
