@@ -55,6 +55,16 @@ class Backend:
             config["array.chunk-size"] = self.chunk_bytes
         return config
 
+    def meta(self, ndim: int, dtype):
+        """An empty chunk of this backend's array type: the ``meta`` Dask plans with.
+
+        Dask infers a result's meta by calling the chunk function on empty chunks and
+        falls back to a NumPy one when that call raises (an FFT of zero points, the
+        quantile of nothing); a NumPy meta on CuPy chunks then sends later steps down
+        NumPy's paths, so ops that cannot rely on the inference pass this instead.
+        """
+        return self.xp.empty((0,) * ndim, dtype=dtype)
+
     def to_device(self, chunk):
         """Host chunk -> device chunk, counted as host->device bytes."""
         if not self.copies:

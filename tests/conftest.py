@@ -1,7 +1,16 @@
-"""Shared fixtures: both backends for op tests, one process cluster per test session."""
+"""Shared fixtures: the backends for op tests, one process cluster per test session.
+
+Op tests run on three backends: ``cpu``; ``gpu``, the GPU backend on a real NVIDIA GPU
+with CuPy (skipped where there is none, with the reason); and ``standin``, the same GPU
+backend on the strict CuPy stand-in of ``tests/cupy_standin`` (NumPy underneath), which
+runs wherever no real GPU is usable, so CI exercises every GPU code path. The stand-in is
+activated here, before anything imports Dask (``dask.array`` imports ``cupy`` when it
+loads), and only where the real GPU is absent.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 
@@ -10,22 +19,50 @@ import pytest
 from pipeline import backends
 from pipeline.ops.context import Context
 from pipeline.spec import Stage
+from tests import cupy_standin
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def gpu_present() -> bool:
-    """A real device and the GPU libraries: cupy importing is not enough."""
+def _gpu_problem() -> str | None:
+    """Why the real GPU tests cannot run here, or None: a device and CuPy must be
+    present (cupy importing is not enough; cuDF is only needed by table tests)."""
     det = backends.detect()
-    return not det.problem and not det.missing_libs
+    if det.problem:
+        return f"no usable GPU: {det.problem}"
+    if importlib.util.find_spec("cupy") is None:
+        return "a GPU is present but CuPy is not installed"
+    return None
 
 
-requires_gpu = pytest.mark.skipif(not gpu_present(), reason="needs an NVIDIA GPU with cupy")
+GPU_PROBLEM = _gpu_problem()
+NO_CUDF = importlib.util.find_spec("cudf") is None  # checked before the stand-in is on the path
+if GPU_PROBLEM:
+    cupy_standin.activate()
 
 
-@pytest.fixture(params=["cpu", pytest.param("gpu", marks=[requires_gpu, pytest.mark.gpu])])
+def gpu_present() -> bool:
+    return GPU_PROBLEM is None
+
+
+requires_gpu = pytest.mark.skipif(GPU_PROBLEM is not None, reason=str(GPU_PROBLEM))
+requires_standin = pytest.mark.skipif(
+    GPU_PROBLEM is None, reason="a real GPU is present: the gpu tests run on it instead")
+BACKEND_PARAMS = [
+    "cpu",
+    pytest.param("gpu", marks=[requires_gpu, pytest.mark.gpu]),
+    pytest.param("standin", marks=[requires_standin, pytest.mark.standin]),
+]
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
 def backend(request) -> backends.Backend:
-    return {"cpu": backends.CPU, "gpu": backends.GPU}[request.param]
+    """The backend an op test runs on (see the module docstring). Table tests (marked
+    ``tables``) skip the GPU backends where cuDF is absent: the stand-in has no cuDF."""
+    if request.param != "cpu" and NO_CUDF and request.node.get_closest_marker("tables"):
+        pytest.skip("table ops on the GPU need cuDF, which is not installed "
+                    "(the CuPy stand-in covers arrays only)")
+    return backends.CPU if request.param == "cpu" else backends.GPU
 
 
 @pytest.fixture

@@ -37,8 +37,8 @@ def _to_device(ctx, x: da.Array) -> da.Array:
     """Copy each host chunk to the device once (a no-op task-free pass on the CPU)."""
     if not ctx.backend.copies:
         return x
-    meta = ctx.backend.xp.empty((0,) * x.ndim, dtype=x.dtype)
-    return x.map_blocks(ctx.backend.to_device, dtype=x.dtype, meta=meta)
+    return x.map_blocks(ctx.backend.to_device, dtype=x.dtype,
+                        meta=ctx.backend.meta(x.ndim, x.dtype))
 
 
 def _to_host(ctx, x: da.Array) -> da.Array:

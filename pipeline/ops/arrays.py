@@ -42,6 +42,25 @@ def _whole_along(x: da.Array, axes) -> da.Array:
     return x.rechunk({a: -1 if a in axes else "auto" for a in range(x.ndim)})
 
 
+def _on_backend(ctx: Context, y: da.Array) -> da.Array:
+    """``y`` planned with the backend's chunk type (:meth:`Backend.meta`) where Dask's
+    inference gave it another one."""
+    if type(y._meta).__module__.split(".")[0] == ctx.backend.array_module:
+        return y
+    return da.Array(y.dask, y.name, y.chunks, meta=ctx.backend.meta(y.ndim, y.dtype))
+
+
+def _fft_wrapped(ctx: Context, kind: str, dtype):
+    """The backend's FFT ``kind`` for Dask arrays of ``dtype``.
+
+    The output dtype is given (NumPy's answer; CuPy's FFTs return the same), because
+    otherwise ``fft_wrap`` infers it by calling the backend's function on a small NumPy
+    array, which CuPy refuses (TypeError: the input must be a cupy.ndarray).
+    """
+    out = getattr(np.fft, kind)(np.ones((4, 4), dtype=dtype)).dtype
+    return da.fft.fft_wrap(getattr(ctx.backend.xp.fft, kind), kind=kind, dtype=out)
+
+
 def _fft(kind: str, real_input_ok: bool = True):
     def body(ctx: Context, x, *, axis: int = -1, n: int | None = None, norm: Norm = None):
         ax = _axis(x, axis)
@@ -49,8 +68,8 @@ def _fft(kind: str, real_input_ok: bool = True):
             raise OpError(f"n must be >= 1, got {n}", where="n")
         if kind == "rfft" and np.iscomplexobj(x.dtype.type(0)):
             raise OpError("rfft needs a real input", where="input", hint="use fft")
-        fn = da.fft.fft_wrap(getattr(ctx.backend.xp.fft, kind), kind=kind)
-        return fn(_whole_along(x, [ax]), n=n, axis=ax, norm=norm)
+        fn = _fft_wrapped(ctx, kind, x.dtype)
+        return _on_backend(ctx, fn(_whole_along(x, [ax]), n=n, axis=ax, norm=norm))
 
     body.__doc__ = f"""``{kind}`` along one axis (the axis is made one chunk, if it is not).
 
@@ -75,8 +94,8 @@ def _fft2(kind: str):
         ax = [_axis(x, a, "axes") for a in axes]
         if ax[0] == ax[1]:
             raise OpError(f"axes must differ, got {axes}", where="axes")
-        fn = da.fft.fft_wrap(getattr(ctx.backend.xp.fft, kind), kind=kind)
-        return fn(_whole_along(x, ax), axes=ax, norm=norm)
+        fn = _fft_wrapped(ctx, kind, x.dtype)
+        return _on_backend(ctx, fn(_whole_along(x, ax), axes=ax, norm=norm))
 
     body.__doc__ = f"""2-D ``{kind}`` over two axes (made whole chunks).
 
@@ -249,10 +268,12 @@ def quantile(ctx: Context, x, *, q: float | list[float], axis: int | None = None
     kept = tuple(c for i, c in enumerate(x.chunks) if i != ax)
     xp_q = np.asarray(q, dtype=np.float64)
     out_dtype = np.result_type(x.dtype, np.float64)
+    meta = ctx.backend.meta(x.ndim - (not isinstance(q, list)), out_dtype)
     if isinstance(q, list):
         return x.map_blocks(_block_quantile, xp_q, ax, drop_axis=ax, new_axis=0,
-                            chunks=((len(qs),),) + kept, dtype=out_dtype)
-    return x.map_blocks(_block_quantile, xp_q, ax, drop_axis=ax, chunks=kept, dtype=out_dtype)
+                            chunks=((len(qs),),) + kept, dtype=out_dtype, meta=meta)
+    return x.map_blocks(_block_quantile, xp_q, ax, drop_axis=ax, chunks=kept, dtype=out_dtype,
+                        meta=meta)
 
 
 def _block_quantile(block, q, axis):
@@ -284,7 +305,7 @@ def histogram(ctx: Context, x, *, bins: int | list[float] = 10,
     if range is not None and (len(range) != 2 or not range[0] < range[1]):
         raise OpError(f"range must be [low, high] with low < high, got {range}", where="range")
     counts, _ = da.histogram(x.reshape(-1), bins=bins, range=range)
-    return counts
+    return _on_backend(ctx, counts)
 
 
 @op("svd", family="array")

@@ -17,6 +17,7 @@ import dask.array as da
 import numpy as np
 
 from pipeline.errors import OpError
+from pipeline.ops.array_io import _to_device
 from pipeline.ops.context import Context
 from pipeline.ops.registry import op
 
@@ -70,10 +71,7 @@ def convolve(ctx: Context, x, *, kernel: list, mode: Literal["full", "same", "va
         # scipy swaps the operands when the kernel is the larger in every dimension
         # (convolution commutes): the kernel becomes the chunked input, the input the kernel
         if not isinstance(k, da.Array):
-            k = da.from_array(k, chunks=-1)
-            if ctx.backend.copies:
-                k = k.map_blocks(ctx.backend.to_device, dtype=k.dtype,
-                                 meta=ctx.backend.xp.empty((0,) * k.ndim, dtype=k.dtype))
+            k = _to_device(ctx, da.from_array(k, chunks=-1))
         x, k = k, x
         m = k.shape
     pad = [_pad(n, mode) for n in m]
@@ -93,7 +91,7 @@ def convolve(ctx: Context, x, *, kernel: list, mode: Literal["full", "same", "va
     return da.map_overlap(_block_valid, x, depth={i: (0, n - 1) for i, n in enumerate(m)},
                           boundary="none", trim=False, allow_rechunk=False, dtype=dtype,
                           chunks=out_chunks, kernel=k_arg, method=method,
-                          backend=ctx.backend)
+                          backend=ctx.backend, meta=ctx.backend.meta(x.ndim, dtype))
 
 
 def _inline_kernel(kernel) -> np.ndarray:

@@ -16,6 +16,7 @@ import dask.array as da
 import numpy as np
 
 from pipeline.errors import OpError
+from pipeline.ops.array_io import _to_device
 from pipeline.ops.arrays import _axis, _whole_along
 from pipeline.ops.context import Context
 from pipeline.ops.registry import op
@@ -30,11 +31,7 @@ def _check_dtype(dtype: str) -> None:
 
 def _on_device(ctx: Context, values: np.ndarray) -> da.Array:
     """A small host array as a one-chunk Dask array on the backend's device."""
-    x = da.from_array(values, chunks=-1)
-    if not ctx.backend.copies:
-        return x
-    meta = ctx.backend.xp.empty((0,) * x.ndim, dtype=x.dtype)
-    return x.map_blocks(ctx.backend.to_device, dtype=x.dtype, meta=meta)
+    return _to_device(ctx, da.from_array(values, chunks=-1))
 
 
 @op("window", family="source", inputs="none")
@@ -152,7 +149,8 @@ def segments(ctx: Context, x, *, nperseg: int, noverlap: int | None = None, axis
     x = _whole_along(x, [ax])
     chunks = x.chunks[:ax] + ((nseg,), (nperseg,)) + x.chunks[ax + 1:]
     return x.map_blocks(_block_segments, nperseg, step, nseg, ax, chunks=chunks,
-                        new_axis=ax + 1, dtype=x.dtype)
+                        new_axis=ax + 1, dtype=x.dtype,
+                        meta=ctx.backend.meta(x.ndim + 1, x.dtype))
 
 
 def _block_segments(block, nperseg, step, nseg, axis):

@@ -66,8 +66,10 @@ def darr(backend, x, kind: str = "ragged") -> da.Array:
 
 
 def run(backend, x: da.Array) -> np.ndarray:
-    """Compute ``x``: check its chunks stayed on the device, its lazy shape and dtype were
-    right, and return it as NumPy."""
+    """Compute ``x``: check its chunks stayed on the device, its lazy meta (the chunk type
+    Dask plans with), shape and dtype were right, and return it as NumPy."""
+    meta = type(x._meta).__module__.split(".")[0]
+    assert meta == backend.array_module, f"meta is a {type(x._meta)}, not on {backend.name}"
     value = x.compute(scheduler="sync")
     module = type(value).__module__.split(".")[0]
     assert module == backend.array_module, f"result is a {type(value)}, not on {backend.name}"

@@ -16,6 +16,8 @@ from pipeline.errors import OpError
 from pipeline.ops import frame_io
 from tests.helpers import call, dask_parquet_inplace
 
+pytestmark = pytest.mark.tables
+
 
 @pytest.fixture(autouse=True)
 def frame_backend(backend):

@@ -22,6 +22,8 @@ from tests.helpers import call, host
 
 NPARTS = (1, 3, 7)
 
+pytestmark = pytest.mark.tables
+
 
 @pytest.fixture(autouse=True)
 def frame_backend(backend):

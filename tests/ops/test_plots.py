@@ -81,6 +81,7 @@ def test_copying_backend_brings_the_values_to_the_host(tmp_path, rng):
     ({"bins": 0, "kind": "hist"}, "bins", "bins must be at least 1"),
 ])
 def test_refusals_name_the_parameter(ctx, backend, params, where, fragment):
+    params = dict(params)  # shared by every backend's copy of the test
     shape = params.pop("x", (10,))
     x = darr(backend, np.ones(shape))
     with pytest.raises(OpError, match=fragment) as e:

@@ -1,0 +1,97 @@
+"""A strict stand-in for CuPy, for tests on machines without a GPU. Never a backend a user
+can pick: it lives under tests/ and is put on ``sys.path`` by the test suite only.
+
+NumPy does the arithmetic; the rules CuPy enforces are enforced here too (see
+:mod:`cupy._core`), so code that would fail on a real GPU because it hands host data to
+CuPy, converts device data implicitly, or uses a name or keyword CuPy lacks fails here.
+"""
+
+import numpy
+
+from cupy import _core
+from cupy._core import CATALOG, ndarray, resolve, ufunc
+
+__standin__ = True
+__version__ = CATALOG["cupy"]
+
+
+def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, blocking=False):
+    if isinstance(obj, ndarray):
+        obj = obj._a
+    return ndarray._of(numpy.array(obj, dtype=dtype, copy=bool(copy), order=order,
+                                   ndmin=ndmin))
+
+
+def asarray(a, dtype=None, order=None, blocking=False):
+    if isinstance(a, ndarray) and (dtype is None or a.dtype == numpy.dtype(dtype)):
+        return a
+    if isinstance(a, ndarray):
+        return ndarray._of(a._a.astype(dtype))
+    return ndarray._of(numpy.array(a, dtype=dtype, order=order or "K"))
+
+
+def asanyarray(a, dtype=None, order=None, blocking=False):
+    return asarray(a, dtype=dtype, order=order, blocking=blocking)
+
+
+def asnumpy(a, stream=None, order="C", out=None, blocking=True):
+    if isinstance(a, ndarray):
+        return a.get(stream=stream, order=order, out=out, blocking=blocking)
+    if out is not None:
+        out[...] = a
+        return out
+    return numpy.asarray(a, order=order)
+
+
+def get_array_module(*args):
+    import sys
+
+    return sys.modules[__name__] if any(isinstance(a, ndarray) for a in args) else numpy
+
+
+def fuse(*args, **kwargs):
+    """``cupy.fuse``: one kernel of the function's element-wise operations; here the
+    function itself, run on device arrays (the same arithmetic, unfused)."""
+    def wrap(fn):
+        return fn
+
+    if len(args) == 1 and callable(args[0]) and not kwargs:
+        return args[0]
+    return wrap
+
+
+OWN = {"ndarray": ndarray, "ufunc": ufunc, "array": array, "asarray": asarray,
+       "asanyarray": asanyarray, "asnumpy": asnumpy, "get_array_module": get_array_module,
+       "fuse": fuse}
+
+
+def __getattr__(name):
+    return resolve(globals(), name, OWN)
+
+
+def _register_with_distributed():
+    """Serialise device arrays for Dask's comms as CuPy's "dask" serializer does (device
+    -> host frames -> device), and drop distributed's lazy registration for the real
+    CuPy, which would reach for CUDA memory pointers."""
+    try:
+        from distributed.protocol.cuda import cuda_deserialize, cuda_serialize
+        from distributed.protocol.serialize import dask_deserialize, dask_serialize
+    except ImportError:
+        return
+    for dispatch in (dask_serialize, dask_deserialize, cuda_serialize, cuda_deserialize):
+        dispatch._lazy.pop("cupy", None)
+        dispatch._lazy.pop("cupyx", None)
+
+    @dask_serialize.register(ndarray)
+    def _serialize(x):
+        host = numpy.ascontiguousarray(x.get())
+        return {"shape": host.shape, "dtype": host.dtype.str}, [host.view("u1").ravel()]
+
+    @dask_deserialize.register(ndarray)
+    def _deserialize(header, frames):
+        data = numpy.frombuffer(frames[0], dtype=header["dtype"]).reshape(header["shape"])
+        return ndarray._of(data.copy())
+
+
+_register_with_distributed()
+del _core
