@@ -73,7 +73,7 @@ class Backend:
 
     def _device_copy(self, chunk):
         if self.array_module == "cupy":
-            from pipeline import pinned
+            from pipeline.gpu import pinned
 
             return pinned.to_device(chunk)
         return self.xp.array(chunk, copy=True)  # the copying test backend: NumPy to NumPy
@@ -195,7 +195,7 @@ def sized_for_device(backend: Backend, device_bytes: int | None,
 def device_memory() -> int | None:
     """Total memory of the GPU this process computes on (the first CUDA_VISIBLE_DEVICES
     entry, as dask-cuda sets it per worker; else GPU 0), from NVML; None without one."""
-    from pipeline import nvml
+    from pipeline.gpu import nvml
 
     nv = nvml.probe()
     if nv.error or not nv.gpus:
@@ -209,7 +209,7 @@ def device_memory() -> int | None:
 class Detection:
     """What NVML reports; ``problem`` says why no GPU is usable, when none is."""
 
-    gpus: tuple = ()  # pipeline.nvml.Gpu
+    gpus: tuple = ()  # pipeline.gpu.nvml.Gpu
     driver: str | None = None
     cuda_driver_version: str | None = None
     problem: str | None = None
@@ -218,7 +218,7 @@ class Detection:
 
 def detect() -> Detection:
     """Count GPUs with NVML (no CUDA context) and check the GPU libraries are installed."""
-    from pipeline import nvml
+    from pipeline.gpu import nvml
 
     missing = tuple(lib for lib in GPU_LIBS if importlib.util.find_spec(lib) is None)
     nv = nvml.probe()

@@ -211,7 +211,7 @@ def _ops(args) -> int:
 
 
 def _doctor(args) -> int:
-    from pipeline import doctor
+    from pipeline.gpu import doctor
 
     facts = doctor.gather(import_check=not args.no_import)
     print(doctor.render(facts, doctor.diagnose(facts)))

@@ -176,7 +176,7 @@ def _local(spec: ClusterSpec, dash: str | None):
 def _local_cuda(spec: ClusterSpec, dash: str | None):
     import dask
 
-    from pipeline import pinned, preflight
+    from pipeline.gpu import pinned, preflight
 
     preflight.check_local_gpu_cluster(spec, backends.detect(), os.environ)
     try:
@@ -185,7 +185,7 @@ def _local_cuda(spec: ClusterSpec, dash: str | None):
         raise InputError(f"dask-cuda cannot be imported ({e})", where="backend",
                          hint='pip install ".[gpu]"') from None
     # Two threads per GPU, each on its own CUDA stream (pinned.WORKER_ENV): one chunk's
-    # host->device copy overlaps another chunk's kernels (pipeline/pinned.py).
+    # host->device copy overlaps another chunk's kernels (pipeline/gpu/pinned.py).
     kwargs = dict(threads_per_worker=_threads(spec, 2), memory_limit=spec.memory_limit,
                   device_memory_limit=spec.device_memory_limit, protocol=spec.protocol,
                   silence_logs=logging.ERROR, **_dashboard_kwargs(dash))

@@ -2,7 +2,7 @@ import pytest
 
 from pipeline import backends
 from pipeline.errors import InputError
-from pipeline.nvml import Gpu
+from pipeline.gpu.nvml import Gpu
 
 NO_DRIVER = backends.Detection(problem="no NVIDIA driver found (NVML Shared Library Not Found)",
                                missing_libs=("cupy",))
@@ -89,7 +89,7 @@ def test_auto_chunks_follow_the_backends_chunk_size():
 @pytest.mark.parametrize("visible, memory", [(None, 80 * GiB), ("1", 40 * GiB),
                                              ("GPU-b", 40 * GiB), ("7", None)])
 def test_device_memory_is_the_first_visible_gpus(monkeypatch, visible, memory):
-    from pipeline import nvml
+    from pipeline.gpu import nvml
 
     gpus = [Gpu(0, "H100", 80 * GiB, uuid="GPU-a"), Gpu(1, "A100", 40 * GiB, uuid="GPU-b")]
     monkeypatch.setattr(nvml, "probe", lambda: nvml.Nvml(gpus=gpus))
@@ -101,7 +101,7 @@ def test_device_memory_is_the_first_visible_gpus(monkeypatch, visible, memory):
 
 
 def test_device_memory_without_a_driver_is_unknown(monkeypatch):
-    from pipeline import nvml
+    from pipeline.gpu import nvml
 
     monkeypatch.setattr(nvml, "probe", lambda: nvml.Nvml(error="LibraryNotFound"))
     assert backends.device_memory() is None

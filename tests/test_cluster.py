@@ -12,7 +12,7 @@ from pipeline import backends, cluster, spec
 from pipeline.backends import Detection
 from pipeline.cli import main
 from pipeline.errors import InputError
-from pipeline.nvml import Gpu
+from pipeline.gpu.nvml import Gpu
 from tests.conftest import REPO
 
 SPECTRUM = str(REPO / "workflows" / "spectrum.yaml")
@@ -189,7 +189,7 @@ def fake_dask_cuda(monkeypatch):
     module.__spec__ = importlib.machinery.ModuleSpec("dask_cuda", None)
     module.LocalCUDACluster = LocalCUDACluster
     monkeypatch.setitem(sys.modules, "dask_cuda", module)
-    from pipeline import preflight
+    from pipeline.gpu import preflight
 
     monkeypatch.setattr(preflight, "check_local_gpu_cluster", lambda *a: None)
     return made

@@ -8,7 +8,7 @@ import types
 import numpy as np
 import pytest
 
-from pipeline import pinned
+from pipeline.gpu import pinned
 
 
 @pytest.fixture

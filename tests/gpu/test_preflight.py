@@ -1,9 +1,9 @@
 import pytest
 
-from pipeline import preflight
+from pipeline.gpu import preflight
 from pipeline.backends import Detection
 from pipeline.errors import InputError
-from pipeline.nvml import Gpu
+from pipeline.gpu.nvml import Gpu
 from pipeline.spec import CLUSTER_DEFAULTS, ClusterSpec
 
 GIB = 1 << 30

@@ -12,7 +12,7 @@ from typing import Mapping
 
 from dask.utils import format_bytes, parse_bytes
 
-from pipeline import nvml
+from pipeline.gpu import nvml
 from pipeline.backends import Detection
 from pipeline.errors import InputError
 from pipeline.spec import ClusterSpec

@@ -19,8 +19,8 @@ import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 
-from pipeline import nvml
-from pipeline.nvml import Nvml
+from pipeline.gpu import nvml
+from pipeline.gpu.nvml import Nvml
 
 # import name -> what it is for; the first three are what backend gpu needs
 LIBS = {"cupy": "GPU arrays", "cudf": "GPU dataframes", "dask_cuda": "LocalCUDACluster",

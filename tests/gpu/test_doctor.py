@@ -8,10 +8,10 @@ import textwrap
 
 import pytest
 
-from pipeline import doctor
+from pipeline.gpu import doctor
 from pipeline.cli import main
-from pipeline.doctor import Facts, Lib
-from pipeline.nvml import Gpu, Nvml
+from pipeline.gpu.doctor import Facts, Lib
+from pipeline.gpu.nvml import Gpu, Nvml
 from tests.conftest import gpu_present
 
 
@@ -52,7 +52,7 @@ def test_import_check_runs_in_a_child_process(tmp_path):
               "raise ImportError('libcudart.so.12: cannot open shared object file')")
     probe = textwrap.dedent("""
         import json, sys
-        from pipeline import doctor
+        from pipeline.gpu import doctor
         f = doctor.gather()
         print(json.dumps({"loaded": [m for m in ("cupy", "cudf") if m in sys.modules],
                           "cupy": [f.libs["cupy"].cuda_major, f.libs["cupy"].import_checked,

@@ -3,8 +3,9 @@
 import sys
 import types
 
-from pipeline import backends, nvml
-from pipeline.nvml import Gpu
+from pipeline import backends
+from pipeline.gpu import nvml
+from pipeline.gpu.nvml import Gpu
 
 
 class NVMLError(Exception):
