@@ -14,9 +14,8 @@ import os
 from dataclasses import dataclass, field, replace
 
 from pipeline.errors import InputError
+from pipeline.gpu import extras
 
-GPU_LIBS = ("cupy", "cudf", "dask_cuda")
-GPU_INSTALL_HINT = 'pip install ".[gpu]"'
 
 
 @dataclass(frozen=True)
@@ -213,14 +212,24 @@ class Detection:
     driver: str | None = None
     cuda_driver_version: str | None = None
     problem: str | None = None
-    missing_libs: tuple[str, ...] = field(default=())
+    missing_libs: tuple[str, ...] = field(default=())  # of extras.ARRAY_LIBS
+    missing_table_libs: tuple[str, ...] = field(default=())  # of extras.TABLE_LIBS
+
+    @property
+    def cuda_major(self) -> int | None:
+        """The newest CUDA major the driver supports."""
+        return int(self.cuda_driver_version.split(".")[0]) if self.cuda_driver_version \
+            else None
+
+
+def _missing(libs) -> tuple[str, ...]:
+    return tuple(lib for lib in libs if importlib.util.find_spec(lib) is None)
 
 
 def detect() -> Detection:
     """Count GPUs with NVML (no CUDA context) and check the GPU libraries are installed."""
     from pipeline.gpu import nvml
 
-    missing = tuple(lib for lib in GPU_LIBS if importlib.util.find_spec(lib) is None)
     nv = nvml.probe()
     if nv.error == "NoPynvml":
         problem = nv.detail
@@ -230,22 +239,34 @@ def detect() -> Detection:
         problem = None if nv.gpus else "the NVIDIA driver reports no GPUs"
     return Detection(gpus=tuple(nv.gpus), driver=nv.driver,
                      cuda_driver_version=".".join(map(str, nv.cuda)) if nv.cuda else None,
-                     problem=problem, missing_libs=missing)
+                     problem=problem, missing_libs=_missing(extras.ARRAY_LIBS),
+                     missing_table_libs=_missing(extras.TABLE_LIBS))
 
 
-def resolve(requested: str, detection: Detection | None = None) -> tuple[Backend, str]:
+def _tables_need(tables: tuple[str, ...], missing: tuple[str, ...]) -> str:
+    shown = ", ".join(tables[:3]) + (f" and {len(tables) - 3} more" if len(tables) > 3 else "")
+    return (f"stage(s) {shown} work on tables, which need {', '.join(missing)} on the GPU "
+            "(not installed)")
+
+
+def resolve(requested: str, detection: Detection | None = None,
+            tables: tuple[str, ...] = ()) -> tuple[Backend, str]:
     """Pick the backend for ``requested`` (auto / cpu / gpu) and say why.
+
+    ``tables``: the ids of the workflow's table stages, which need cuDF on the GPU;
+    array workflows need only CuPy and dask-cuda.
 
     Raises
     ------
     InputError
-        ``gpu`` was asked for but no usable GPU or GPU library is present: never a silent
-        CPU run.
+        ``gpu`` was asked for but no usable GPU, or a library it needs, is present:
+        never a silent CPU run.
     """
     if requested == "cpu":
         return CPU, "cpu (asked for)"
     det = detection or detect()
-    usable = not det.problem and not det.missing_libs
+    hint = extras.install(det.cuda_major, bool(tables))
+    table_gap = det.missing_table_libs if tables else ()
     if requested == "gpu":
         if det.problem:
             raise InputError(f"backend gpu asked for, but {det.problem}", where="backend",
@@ -253,22 +274,27 @@ def resolve(requested: str, detection: Detection | None = None) -> tuple[Backend
                                   "python -m pipeline doctor says more")
         if det.missing_libs:
             raise InputError("backend gpu asked for, but these libraries are missing: "
-                             + ", ".join(det.missing_libs), where="backend",
-                             hint=GPU_INSTALL_HINT)
+                             + ", ".join(det.missing_libs), where="backend", hint=hint)
+        if table_gap:
+            raise InputError("backend gpu asked for, but " + _tables_need(tables, table_gap),
+                             where="backend", hint=f"{hint}, or use --backend cpu")
         return GPU, f"gpu (asked for; {len(det.gpus)} GPU(s))"
-    if usable:
-        return GPU, f"gpu (auto: {len(det.gpus)} GPU(s) found)"
-    reason = det.problem or "missing " + ", ".join(det.missing_libs)
-    return CPU, f"cpu (auto: {reason})"
+    if det.problem or det.missing_libs:
+        return CPU, f"cpu (auto: {det.problem or 'missing ' + ', '.join(det.missing_libs)})"
+    if table_gap:
+        return CPU, f"cpu (auto: {_tables_need(tables, table_gap)}; {hint} for them)"
+    return GPU, f"gpu (auto: {len(det.gpus)} GPU(s) found)"
 
 
 def resolve_on_workers(requested: str, detections: dict[str, Detection],
-                       local_missing: tuple[str, ...] | None = None) -> tuple[Backend, str]:
+                       local_missing: tuple[str, ...] | None = None,
+                       tables: tuple[str, ...] = ()) -> tuple[Backend, str]:
     """Pick the backend for an existing cluster from what its workers have.
 
     ``detections``: :func:`detect` run on each worker (``client.run(detect)``). ``gpu``
-    needs every worker to have a usable GPU, and this process (the client, which builds
-    the graph) the GPU libraries; ``auto`` picks gpu only then.
+    needs every worker to have a usable GPU and CuPy (and cuDF, with ``tables``: the
+    ids of table stages), and this process (the client, which builds the graph) CuPy
+    (and cuDF); ``auto`` picks gpu only then.
 
     Raises
     ------
@@ -278,19 +304,26 @@ def resolve_on_workers(requested: str, detections: dict[str, Detection],
     if requested == "cpu":
         return CPU, "cpu (asked for)"
     if local_missing is None:
-        local_missing = tuple(lib for lib in ("cupy", "cudf")
-                              if importlib.util.find_spec(lib) is None)
+        local_missing = _missing(("cupy", *(extras.TABLE_LIBS if tables else ())))
     n = len(detections)
-    without = {addr: d for addr, d in sorted(detections.items())
-               if d.problem or d.missing_libs}
-    if without:
-        addr, det = next(iter(without.items()))
-        reason = (f"{len(without)} of {n} worker(s) have no usable GPU ({addr}: "
-                  + (det.problem or "missing " + ", ".join(det.missing_libs)) + ")")
-        hint = "start GPU workers with `dask cuda worker`, or use --backend cpu"
+
+    def gap(d: Detection) -> str | None:
+        missing = tuple(m for m in d.missing_libs if m != "dask_cuda")  # plain `dask worker`s do
+        return d.problem or ("missing " + ", ".join(missing) if missing else None)
+
+    no_gpu = {addr: gap(d) for addr, d in sorted(detections.items()) if gap(d)}
+    no_tables = {addr: _tables_need(tables, d.missing_table_libs)
+                 for addr, d in sorted(detections.items()) if tables and d.missing_table_libs}
+    if no_gpu or no_tables:
+        addr, why = next(iter((no_gpu or no_tables).items()))
+        reason = (f"{len(no_gpu or no_tables)} of {n} worker(s) "
+                  f"{'have no usable GPU' if no_gpu else 'lack cuDF'} ({addr}: {why})")
+        hint = ("start GPU workers with `dask cuda worker`" if no_gpu else
+                f"install {', '.join(extras.TABLE_LIBS)} on the workers "
+                f"({extras.install(None, True)})") + ", or use --backend cpu"
     elif local_missing:
         reason = "this client lacks " + ", ".join(local_missing)
-        hint = GPU_INSTALL_HINT + " here too, or use --backend cpu"
+        hint = extras.install(None, bool(tables)) + " here too, or use --backend cpu"
     else:
         return GPU, f"gpu ({'asked for' if requested == 'gpu' else 'auto'}: {n} GPU worker(s))"
     if requested == "gpu":

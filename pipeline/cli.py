@@ -129,7 +129,7 @@ def _run(args) -> int:
     dash = None if args.no_dashboard else (args.dashboard_address or "keep")
     # the backend is resolved here (local cluster) or on the workers (existing cluster)
     with cluster.connect(wf.cluster, wf.backend, address=args.address,
-                         dashboard_address=dash) as session:
+                         dashboard_address=dash, tables=p.table_stages) as session:
         if session.dashboard_link:  # first thing, so a user can open it while it runs
             say(f"dashboard: {session.dashboard_link}")
         sized = session.backend.chunk_bytes

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -12,6 +13,7 @@ from typing import Iterator
 from pipeline import backends
 from pipeline.backends import Backend
 from pipeline.errors import InputError
+from pipeline.gpu import extras
 from pipeline.spec import ClusterSpec
 
 # Dask config keys (``pipeline.<key>``, or DASK_PIPELINE__CONNECT_TIMEOUT=30s etc. in the
@@ -46,12 +48,14 @@ class Session:
 
 @contextmanager
 def connect(spec: ClusterSpec, backend: Backend | str, *, address: str | None = None,
-            dashboard_address: str | None = "keep") -> Iterator[Session]:
+            dashboard_address: str | None = "keep",
+            tables: tuple[str, ...] = ()) -> Iterator[Session]:
     """Start (or connect to) the cluster for ``backend``; close what we started.
 
     ``backend``: a :class:`Backend`, or what the workflow asks for (auto / cpu / gpu),
     resolved on this host for a local cluster and on the workers for an existing one.
     ``dashboard_address``: ``"keep"`` uses the workflow's; ``None`` disables it.
+    ``tables``: the workflow's table stages (on a GPU they need cuDF).
 
     Raises
     ------
@@ -66,12 +70,12 @@ def connect(spec: ClusterSpec, backend: Backend | str, *, address: str | None = 
     if address:
         requested = backend if isinstance(backend, str) else backend.name
         with _existing(address, spec, where) as client:
-            chosen, why = _workers_backend(client, requested, address, where)
+            chosen, why = _workers_backend(client, requested, address, where, tables)
             n = len(client.scheduler_info()["workers"])
             yield Session(client, "existing", address, client.dashboard_link, n,
                           _sized(client, chosen), why)
         return
-    backend, why = backends.resolve(backend) if isinstance(backend, str) \
+    backend, why = backends.resolve(backend, tables=tables) if isinstance(backend, str) \
         else (backend, backend.name)
     dash = spec.dashboard_address if dashboard_address == "keep" else dashboard_address
     cluster = _local_cuda(spec, dash) if backend.name == "gpu" else _local(spec, dash)
@@ -127,7 +131,8 @@ def _existing(address: str, spec: ClusterSpec, where: str):
         yield client
 
 
-def _workers_backend(client, requested: str, address: str, where: str) -> tuple[Backend, str]:
+def _workers_backend(client, requested: str, address: str, where: str,
+                     tables: tuple[str, ...] = ()) -> tuple[Backend, str]:
     """Resolve ``requested`` against what the workers have (NVML + GPU libraries there)."""
     try:
         detections = client.run(backends.detect)
@@ -138,7 +143,7 @@ def _workers_backend(client, requested: str, address: str, where: str) -> tuple[
                          where=where,
                          hint="install this project on the workers too (the Dockerfile "
                               "does)") from None
-    return backends.resolve_on_workers(requested, detections)
+    return backends.resolve_on_workers(requested, detections, tables=tables)
 
 
 def security(spec: ClusterSpec):
@@ -173,30 +178,50 @@ def _local(spec: ClusterSpec, dash: str | None):
                         silence_logs=logging.ERROR, **_dashboard_kwargs(dash))
 
 
-def _local_cuda(spec: ClusterSpec, dash: str | None):
-    import dask
+def local_cuda_kwargs(spec: ClusterSpec, dash: str | None) -> dict:
+    """LocalCUDACluster's arguments for ``spec``.
 
-    from pipeline.gpu import pinned, preflight
-
-    preflight.check_local_gpu_cluster(spec, backends.detect(), os.environ)
-    try:
-        from dask_cuda import LocalCUDACluster
-    except ImportError as e:
-        raise InputError(f"dask-cuda cannot be imported ({e})", where="backend",
-                         hint='pip install ".[gpu]"') from None
-    # Two threads per GPU, each on its own CUDA stream (pinned.WORKER_ENV): one chunk's
-    # host->device copy overlaps another chunk's kernels (pipeline/gpu/pinned.py).
-    kwargs = dict(threads_per_worker=_threads(spec, 2), memory_limit=spec.memory_limit,
-                  device_memory_limit=spec.device_memory_limit, protocol=spec.protocol,
+    One thread per GPU worker by default, and all of a worker's device work on CUDA's
+    legacy default stream, as dask-cuda runs it: every kernel and copy in the process is
+    then ordered, so a task never reads another task's output before it is written, and
+    CuPy's memory pool never hands out a block that a queued kernel still reads. More
+    threads stay correct (still one stream); they overlap only the host side of file
+    reads (pipeline/gpu/pinned.py) with the other threads' kernels.
+    """
+    kwargs = dict(threads_per_worker=_threads(spec, 1), memory_limit=spec.memory_limit,
+                  device_memory_limit=device_memory_limit(spec.device_memory_limit),
+                  enable_cudf_spill=spec.enable_cudf_spill, protocol=spec.protocol,
                   silence_logs=logging.ERROR, **_dashboard_kwargs(dash))
     if spec.n_workers != "auto":
         kwargs["n_workers"] = spec.n_workers
     if spec.rmm_pool_size is not None:
         # RMM's pool also backs CuPy's allocations on the workers
         kwargs.update(rmm_pool_size=spec.rmm_pool_size, rmm_allocator_external_lib_list=["cupy"])
-    environ = {f"distributed.nanny.environ.{k}": v for k, v in pinned.WORKER_ENV.items()}
+    return kwargs
+
+
+def device_memory_limit(value):
+    """dask-cuda's value for ``cluster.device_memory_limit``: ``auto`` is dask-cuda's
+    recommended default, spilling device->host above 80% of the device (dask-cuda reads
+    its own "auto" as 100%: no spilling at all); 0 turns spilling off."""
+    return "default" if value == "auto" else value
+
+
+def _local_cuda(spec: ClusterSpec, dash: str | None):
+    from pipeline.gpu import preflight
+
+    det = backends.detect()
+    preflight.check_local_gpu_cluster(spec, det, os.environ)
     try:
-        with dask.config.set(environ):  # read by each worker's nanny as it is made
-            return LocalCUDACluster(**kwargs)
+        from dask_cuda import LocalCUDACluster
+    except ImportError as e:  # e.g. cuda.core without its bindings (no [cuXX] extra)
+        raise InputError(f"dask-cuda cannot be imported ({e})", where="backend",
+                         hint=extras.install(det.cuda_major, False)
+                         + "; python -m pipeline doctor says more") from None
+    try:
+        with warnings.catch_warnings():
+            # NVML cannot report CPU affinity on VMs: dask-cuda warns and uses the default
+            warnings.filterwarnings("ignore", "Cannot get CPU affinity", UserWarning)
+            return LocalCUDACluster(**local_cuda_kwargs(spec, dash))
     except ValueError as e:
         raise InputError(f"cannot start LocalCUDACluster: {e}", where="cluster") from None

@@ -35,6 +35,12 @@ class Plan:
     def consumers(self, stage_id: str) -> list[str]:
         return [s.id for s in self.stages if stage_id in s.upstream]
 
+    @property
+    def table_stages(self) -> tuple[str, ...]:
+        """The stages that make or transform tables (dataframes): on a GPU they need
+        cuDF, which array stages do not."""
+        return tuple(s.id for s in self.stages if _makes_table(s))
+
 
 def build(workflow: Workflow) -> Plan:
     """Bind every stage to its op and order the DAG.
@@ -60,6 +66,20 @@ def build(workflow: Workflow) -> Plan:
         for s in order if s.info.family != "sink" and
         not any(s.id in t.upstream for t in order))
     return Plan(workflow=workflow, stages=tuple(order), warnings=warnings)
+
+
+def _makes_table(ps: PlannedStage) -> bool:
+    if ps.info.family == "frame" or ps.info.name == "random_table":
+        return True
+    if ps.info.name != "read":
+        return False
+    from pipeline.ops.formats import READ_KINDS, READERS, format_of
+
+    try:
+        return READ_KINDS[format_of(ps.params["path"], ps.params.get("format"), READERS)] \
+            == "frame"
+    except InputError:  # an unknown format: reported when the stage is built
+        return False
 
 
 def _bind(stage: Stage) -> PlannedStage:

@@ -11,7 +11,9 @@ from pathlib import Path
 from pipeline import __version__
 
 VERSIONED = ("dask", "distributed", "numpy", "pandas", "pyarrow", "zarr", "scipy", "bokeh",
-             "cupy-cuda12x", "cudf-cu12", "dask-cuda", "rmm-cu12")
+             "dask-cuda", "cuda-core", "cuda-bindings", "cupy-cuda12x", "cupy-cuda13x",
+             "cudf-cu12", "cudf-cu13", "dask-cudf-cu12", "dask-cudf-cu13", "rmm-cu12",
+             "rmm-cu13")
 
 
 def versions() -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ CLUSTER_DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "protocol": "tcp",
     "dashboard_address": "127.0.0.1:8787",
     "security": None,
+    "enable_cudf_spill": False,
 })
 # cluster.security: the TLS settings of distributed.security.Security the client uses.
 SECURITY_FILES = ("tls_ca_file", "tls_client_cert", "tls_client_key")
@@ -102,6 +104,7 @@ class ClusterSpec:
     protocol: str
     dashboard_address: str | None
     security: Mapping[str, Any] | None = None
+    enable_cudf_spill: bool = False
 
 
 @dataclass(frozen=True)
@@ -266,7 +269,33 @@ def _cluster(raw, base_dir: Path) -> ClusterSpec:
             raise InputError(f"bad value {c[key]!r}", where=f"cluster.{key}",
                              hint="a string like 'tcp://host:8786', or null")
     c["security"] = _security(c["security"], base_dir)
+    _size_setting(c, "memory_limit", "'auto', a fraction of the host's memory like 0.5, a "
+                  "size like \"8GB\", or 0 / null (no limit)")
+    _size_setting(c, "device_memory_limit", "'auto' (spill above 80% of the GPU), a fraction "
+                  "like 0.8, a size like \"20GB\", or 0 (never spill)")
+    _size_setting(c, "rmm_pool_size", "null, a fraction like 0.8 or a size like \"20GB\"")
+    if not isinstance(c["enable_cudf_spill"], bool):
+        raise InputError(f"bad value {c['enable_cudf_spill']!r}",
+                         where="cluster.enable_cudf_spill", hint="true or false")
     return ClusterSpec(**c)
+
+
+# what dask.utils.parse_bytes reads: "20GB", "20 GiB", "5000M", "512kB"...
+SIZE_RE = re.compile(r"^\s*\d+(\.\d+)?\s*([kmgtp]i?b?|b)?\s*$", re.IGNORECASE)
+
+
+def _size_setting(cluster: dict, key: str, hint: str) -> None:
+    """A GPU memory setting: its form only (whether it fits the GPU is checked against
+    the device before a GPU cluster starts, pipeline/gpu/preflight.py)."""
+    value = cluster[key]
+    ok = (value is None and key in ("rmm_pool_size", "memory_limit")) \
+        or (value == "auto" and key != "rmm_pool_size") \
+        or (isinstance(value, str) and SIZE_RE.match(value) is not None) \
+        or (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value >= 0
+            and (value > 0 or key != "rmm_pool_size"))
+    if not ok:
+        raise InputError(f"bad value {value!r}", where=f"cluster.{key}", hint=hint)
 
 
 def _security(raw, base_dir: Path) -> Mapping[str, Any] | None:

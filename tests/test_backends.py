@@ -33,11 +33,38 @@ def test_gpu_without_driver_is_exit_2_with_a_fix():
     assert "doctor" in e.value.hint
 
 
-def test_gpu_without_libraries_names_them_and_the_install():
-    det = backends.Detection(gpus=GPU_BOX.gpus, missing_libs=("cudf", "dask_cuda"))
+def test_gpu_without_libraries_names_them_and_the_extra_for_the_driver():
+    det = backends.Detection(gpus=GPU_BOX.gpus, missing_libs=("cupy", "dask_cuda"),
+                             cuda_driver_version="12.8")
     with pytest.raises(InputError) as e:
         backends.resolve("gpu", det)
-    assert "cudf, dask_cuda" in e.value.what and e.value.hint == 'pip install ".[gpu]"'
+    assert "cupy, dask_cuda" in e.value.what and e.value.hint == 'pip install ".[gpu-cu12]"'
+
+
+NO_CUDF = backends.Detection(gpus=GPU_BOX.gpus, driver="580.1", cuda_driver_version="13.0",
+                             missing_table_libs=("cudf", "dask_cudf"))
+
+
+def test_arrays_on_the_gpu_need_no_cudf():
+    backend, why = backends.resolve("gpu", NO_CUDF)
+    assert backend is backends.GPU
+    assert backends.resolve("auto", NO_CUDF)[0] is backends.GPU
+
+
+def test_gpu_for_table_stages_without_cudf_is_exit_2_naming_cudf_and_the_extra():
+    with pytest.raises(InputError) as e:
+        backends.resolve("gpu", NO_CUDF, tables=("flights", "per_route"))
+    assert e.value.exit_code == 2 and e.value.where == "backend"
+    assert "stage(s) flights, per_route work on tables, which need cudf, dask_cudf" \
+        in e.value.what
+    assert e.value.hint.startswith('pip install ".[gpu-tables-cu13]"')
+
+
+def test_auto_with_table_stages_without_cudf_runs_on_cpu_and_says_why():
+    backend, why = backends.resolve("auto", NO_CUDF, tables=tuple("abcde"))
+    assert backend is backends.CPU
+    assert why.startswith("cpu (auto: stage(s) a, b, c and 2 more work on tables, which "
+                          "need cudf, dask_cudf on the GPU (not installed)")
 
 
 def test_detect_on_this_machine_does_not_raise():
@@ -105,3 +132,34 @@ def test_device_memory_without_a_driver_is_unknown(monkeypatch):
 
     monkeypatch.setattr(nvml, "probe", lambda: nvml.Nvml(error="LibraryNotFound"))
     assert backends.device_memory() is None
+
+
+def test_cli_gpu_run_of_a_table_workflow_without_cudf(monkeypatch, tmp_path, capsys):
+    """One line naming cuDF and the extra, exit 2, before any cluster starts; nothing
+    written."""
+    from pipeline.cli import main
+    from tests.conftest import REPO
+
+    monkeypatch.setattr(backends, "detect", lambda: NO_CUDF)
+    out = tmp_path / "out"
+    code = main(["run", str(REPO / "workflows" / "table_aggregation.yaml"), "--backend", "gpu",
+                 "--output-dir", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "work on tables, which need cudf, dask_cudf" in err[0]
+    assert 'pip install ".[gpu-tables-cu13]"' in err[0]
+    assert not out.exists()
+
+
+def test_cli_auto_run_of_a_table_workflow_without_cudf_uses_the_cpu(monkeypatch, tmp_path,
+                                                                      capsys):
+    from pipeline.cli import main
+    from tests.conftest import REPO
+
+    monkeypatch.setattr(backends, "detect", lambda: NO_CUDF)
+    code = main(["run", str(REPO / "workflows" / "table_aggregation.yaml"), "--no-dashboard",
+                 "--output-dir", str(tmp_path), "--set", "stages.flights.rows=2000",
+                 "--set", "stages.fleet.rows=50", "--set", "cluster.n_workers=1"])
+    assert code == 0
+    assert "backend cpu (auto: stage(s) flights, flown, enriched and 4 more work on tables" \
+        in capsys.readouterr().out

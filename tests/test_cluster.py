@@ -3,6 +3,7 @@ backend. (Whole runs on a real existing cluster are in test_deploy.py.)"""
 
 from __future__ import annotations
 
+import sys
 import time
 
 import dask
@@ -72,6 +73,18 @@ def test_gpu_asked_for_on_workers_without_one_is_an_input_error():
         "workers with `dask cuda worker`, or use --backend cpu)")
     with pytest.raises(InputError, match="this client lacks cudf"):
         backends.resolve_on_workers("gpu", {"tcp://a:1": GPU_WORKER}, ("cudf",))
+
+
+def test_table_stages_need_cudf_on_the_workers_not_array_stages():
+    no_cudf = Detection(gpus=GPU_WORKER.gpus, driver="580",
+                        missing_table_libs=("cudf", "dask_cudf"))
+    assert backends.resolve_on_workers("gpu", {"tcp://a:1": no_cudf}, ())[0] is backends.GPU
+    with pytest.raises(InputError) as e:
+        backends.resolve_on_workers("gpu", {"tcp://a:1": no_cudf}, (), tables=("t",))
+    assert "1 of 1 worker(s) lack cuDF (tcp://a:1: stage(s) t work on tables" in e.value.what
+    backend, why = backends.resolve_on_workers("auto", {"tcp://a:1": no_cudf}, (),
+                                               tables=("t",))
+    assert backend is backends.CPU and "lack cuDF" in why
 
 
 def write(tmp_path, security: str):
@@ -195,16 +208,45 @@ def fake_dask_cuda(monkeypatch):
     return made
 
 
-@pytest.mark.parametrize("threads, want", [("auto", 2), (3, 3)])
-def test_gpu_workers_get_two_threads_on_their_own_streams(fake_dask_cuda, threads, want):
+@pytest.mark.parametrize("threads, want", [("auto", 1), (3, 3)])
+def test_gpu_workers_keep_all_device_work_on_one_stream(fake_dask_cuda, threads, want):
+    """One thread by default, and no per-thread default streams however many threads:
+    two threads on their own streams let a task read another's output while it is
+    still being written (see pipeline.cluster.local_cuda_kwargs)."""
     from pipeline.spec import CLUSTER_DEFAULTS, ClusterSpec
 
     c = ClusterSpec(**{**CLUSTER_DEFAULTS, "threads_per_worker": threads})
     cluster._local_cuda(c, None)
     assert fake_dask_cuda["kwargs"]["threads_per_worker"] == want
-    assert fake_dask_cuda["worker_env"]["CUPY_CUDA_PER_THREAD_DEFAULT_STREAM"] == "1"
-    assert "CUPY_CUDA_PER_THREAD_DEFAULT_STREAM" not in \
-        dask.config.get("distributed.nanny.environ")  # only while the workers are made
+    assert "CUPY_CUDA_PER_THREAD_DEFAULT_STREAM" not in fake_dask_cuda["worker_env"]
+
+
+@pytest.mark.parametrize("ours, theirs", [("auto", "default"), (0.5, 0.5), ("20GB", "20GB"),
+                                          (0, 0)])
+def test_device_memory_limit_auto_spills_at_dask_cudas_default(fake_dask_cuda, ours, theirs):
+    """dask-cuda reads its own "auto" as the whole device (no spilling): ours means its
+    recommended default, 80%."""
+    from pipeline.spec import CLUSTER_DEFAULTS, ClusterSpec
+
+    c = ClusterSpec(**{**CLUSTER_DEFAULTS, "device_memory_limit": ours,
+                       "enable_cudf_spill": True})
+    cluster._local_cuda(c, None)
+    assert fake_dask_cuda["kwargs"]["device_memory_limit"] == theirs
+    assert fake_dask_cuda["kwargs"]["enable_cudf_spill"] is True
+
+
+def test_dask_cudas_cpu_affinity_warning_on_vms_is_not_shown(fake_dask_cuda, monkeypatch):
+    import warnings
+
+    from pipeline.spec import CLUSTER_DEFAULTS, ClusterSpec
+
+    class Warns:
+        def __init__(self, **kwargs):
+            warnings.warn("Cannot get CPU affinity for device with index 0, setting "
+                          "default affinity", UserWarning)
+
+    monkeypatch.setattr(sys.modules["dask_cuda"], "LocalCUDACluster", Warns)
+    assert isinstance(cluster._local_cuda(ClusterSpec(**CLUSTER_DEFAULTS), None), Warns)
 
 
 def test_cpu_workers_keep_one_thread():

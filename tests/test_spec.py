@@ -142,3 +142,27 @@ def test_on_off_yes_no_stay_strings_true_false_are_booleans(tmp_path):
     params = wf.stage("j").params
     assert params["on"] == "key" and params["flag"] == "yes" and params["how"] == "off"
     assert params["other"] is True
+
+
+
+@pytest.mark.parametrize("item", [
+    "device_memory_limit=-1", "device_memory_limit=lots", "device_memory_limit=null",
+    "device_memory_limit=.nan", "rmm_pool_size=0", "rmm_pool_size=x", "memory_limit=lots",
+    "memory_limit=true", "enable_cudf_spill=yes",
+])
+def test_bad_memory_settings_are_exit_2_at_load(tmp_path, item):
+    """Found on any host, before a cluster starts (whether a size fits the GPU is the
+    preflight's check against the device)."""
+    e = load_error(tmp_path, GOOD, [f"cluster.{item}"])
+    assert e.where == f"cluster.{item.split('=')[0]}" and e.exit_code == 2
+
+
+@pytest.mark.parametrize("item, value", [
+    ("device_memory_limit=auto", "auto"), ("device_memory_limit=0", 0),
+    ("device_memory_limit=0.8", 0.8), ("device_memory_limit=5000M", "5000M"),
+    ("rmm_pool_size=20 GiB", "20 GiB"), ("memory_limit=null", None),
+    ("memory_limit=4GB", "4GB"), ("enable_cudf_spill=true", True),
+])
+def test_good_memory_settings(tmp_path, item, value):
+    wf = spec.load(write(tmp_path, GOOD), [f"cluster.{item}"])
+    assert getattr(wf.cluster, item.split("=")[0]) == value

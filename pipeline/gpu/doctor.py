@@ -11,6 +11,7 @@ and the import check runs in a child process that exits right after.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -19,21 +20,19 @@ import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 
-from pipeline.gpu import nvml
+from pipeline.gpu import extras, nvml
 from pipeline.gpu.nvml import Nvml
 
 # import name -> what it is for; the first three are what backend gpu needs
 LIBS = {"cupy": "GPU arrays", "cudf": "GPU dataframes", "dask_cuda": "LocalCUDACluster",
         "rmm": "GPU memory pools", "dask_cudf": "Dask on cuDF"}
-REQUIRED = ("cupy", "cudf", "dask_cuda")  # what backends.detect() checks
+REQUIRED = extras.ARRAY_LIBS  # what backend gpu needs; cuDF only for table stages
 RAPIDS = ("cudf", "rmm", "dask_cuda", "dask_cudf")  # released together, same YY.MM
 # Oldest Linux driver for each CUDA major (CUDA's minor-version compatibility).
 MIN_DRIVER = {11: "450.80.02", 12: "525.60.13", 13: "580.65.06"}
 # RAPIDS 24.x+ (cuDF, RMM) need Volta or newer.
 MIN_COMPUTE = (7, 0)
 IMPORT_TIMEOUT_S = 120
-GPU_EXTRA_FALLBACK = ['dask-cuda==26.10.*', 'cupy-cuda12x>=13', 'cudf-cu12==26.10.*',
-                      'dask-cudf-cu12==26.10.*']
 HIDDEN = {"", "-1", "none", "nodevfiles", "void"}
 CONTAINER_HINT = ("in a container, start it with `docker run --gpus all` "
                   "(NVIDIA Container Toolkit)")
@@ -63,6 +62,12 @@ class Facts:
     visible: str | None  # CUDA_VISIBLE_DEVICES, None when unset
     cuda_wheels: dict[str, str] = field(default_factory=dict)  # nvidia-*-cuXX runtime wheels
     pynvml: str | None = None  # the distribution providing pynvml, with its version
+    # dask-cuda's CUDA bindings (cuda-core and cuda-bindings, from dask-cuda[cuXX])
+    cuda_bindings: bool = True
+
+    @property
+    def driver_cuda(self) -> int | None:
+        return self.nvml.cuda[0] if self.nvml.cuda else None
 
 
 @dataclass
@@ -95,7 +100,16 @@ def gather(*, env=None, import_check: bool = True) -> Facts:
         if re.fullmatch(r"nvidia-cuda-(runtime|nvrtc)-cu\d+", name.lower()):
             wheels[name] = dist.version
     pynvml = ", ".join(f"{d} {metadata.version(d)}" for d in owners.get("pynvml", [])) or None
-    return Facts(nvml.probe(), libs, env.get("CUDA_VISIBLE_DEVICES"), wheels, pynvml)
+    bindings = all(_find(m) for m in ("cuda.core", "cuda.bindings"))
+    return Facts(nvml.probe(), libs, env.get("CUDA_VISIBLE_DEVICES"), wheels, pynvml,
+                 bindings)
+
+
+def _find(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # the parent package is missing
+        return False
 
 
 def probe_imports(modules: list[str]) -> dict[str, str | None]:
@@ -117,16 +131,6 @@ def probe_imports(modules: list[str]) -> dict[str, str | None]:
     return json.loads(proc.stdout.rsplit("RESULT:", 1)[1])
 
 
-def gpu_requirements() -> list[str]:
-    """The ``gpu`` extra's pins, as installed with this package (or the known ones)."""
-    try:
-        reqs = metadata.requires("pipeline") or []
-    except metadata.PackageNotFoundError:
-        reqs = []
-    pins = [r.split(";")[0].strip() for r in reqs if re.search(r"extra\s*==\s*.gpu.", r)]
-    return pins or GPU_EXTRA_FALLBACK
-
-
 def pip_install(pins: list[str]) -> str:
     return "python -m pip install " + " ".join(f'"{p}"' for p in pins)
 
@@ -137,7 +141,6 @@ def diagnose(f: Facts) -> list[Problem]:
     nv = f.nvml
     libs = f.libs
     wants_gpu = any(lib.installed for lib in libs.values())
-    pins = gpu_requirements()
     if nv.error:
         if nv.error == "NoPynvml":
             problems.append(Problem("nvidia-ml-py (pynvml) is not installed, so GPUs cannot "
@@ -159,13 +162,13 @@ def diagnose(f: Facts) -> list[Problem]:
                                     f"found ({nv.detail})",
                                     f"install the NVIDIA driver so that `nvidia-smi` lists "
                                     f"the GPU; {CONTAINER_HINT}"))
-        return problems + _library_problems(f, pins)
+        return problems + _library_problems(f)
     if not nv.gpus:
         problems.append(Problem("the NVIDIA driver is loaded but reports no GPUs",
                                  f"check `nvidia-smi`; {CONTAINER_HINT}"))
-        return problems + _library_problems(f, pins)
+        return problems + _library_problems(f)
     problems += _visible_problems(f)
-    problems += _library_problems(f, pins)
+    problems += _library_problems(f)
     needs_volta = [lib for lib in ("cudf", "rmm") if libs[lib].installed]
     for gpu in nv.gpus:
         if gpu.compute and gpu.compute < MIN_COMPUTE and needs_volta:
@@ -177,16 +180,26 @@ def diagnose(f: Facts) -> list[Problem]:
     return problems
 
 
-def _library_problems(f: Facts, pins: list[str]) -> list[Problem]:
+def _library_problems(f: Facts) -> list[Problem]:
     problems = []
     libs, nv = f.libs, f.nvml
+    arrays = extras.name(f.driver_cuda, tables=False)
     if nv.gpus:
         missing = [m for m in REQUIRED if not libs[m].installed]
         if missing:
             problems.append(Problem(
                 "GPUs are present but these libraries are missing: " + ", ".join(missing),
-                pip_install(pins) + "   (or, in this repository: "
-                'python -m pip install -e ".[gpu]")'))
+                pip_install(extras.requirements(arrays)) + "   (or, in this repository: "
+                f'python -m pip install -e ".[{arrays}]"; ".[{extras.name(f.driver_cuda, True)}]"'
+                " adds cuDF for table stages)"))
+    if libs["dask_cuda"].installed and not f.cuda_bindings:
+        pin = next((p for p in extras.requirements(arrays) if p.startswith("dask-cuda")),
+                   f"dask-cuda[cu{extras.cuda_line(f.driver_cuda)}]")
+        problems.append(Problem(
+            "dask-cuda is installed without its CUDA bindings (cuda-core, cuda-bindings): "
+            "`import dask_cuda` fails",
+            pip_install([pin]) + "   (the [cuXX] extra brings them; "
+            f'in this repository: python -m pip install -e ".[{arrays}]")'))
     for lib in libs.values():
         if len(lib.dists) > 1:
             names = " ".join(d for d, _ in lib.dists)
@@ -229,9 +242,12 @@ def _library_problems(f: Facts, pins: list[str]) -> list[Problem]:
     rapids = {m: _release(libs[m]) for m in RAPIDS if libs[m].installed}
     if len(set(rapids.values())) > 1:
         listing = ", ".join(f"{libs[m].dists[0][0]} {libs[m].dists[0][1]}" for m in rapids)
+        pins = extras.requirements(extras.name(f.driver_cuda, tables=True))
         problems.append(Problem(f"RAPIDS libraries from different releases: {listing}",
                                 pip_install([p for p in pins if not p.startswith("cupy")])))
     for lib in libs.values():
+        if lib.module == "dask_cuda" and not f.cuda_bindings:
+            continue  # its fix is above
         if lib.installed and lib.import_error:
             dist, version = lib.dists[0]
             problems.append(Problem(
@@ -305,6 +321,10 @@ def render(f: Facts, problems: list[Problem]) -> str:
     if f.cuda_wheels:
         lines.append("CUDA runtime wheels: " + ", ".join(f"{k} {v}"
                                                            for k, v in f.cuda_wheels.items()))
+    if f.driver_cuda:
+        lines.append(f"extras for this driver (CUDA {f.driver_cuda}): "
+                     f".[{extras.name(f.driver_cuda, False)}] for arrays, "
+                     f".[{extras.name(f.driver_cuda, True)}] for arrays and tables")
     lines.append("")
     if problems:
         lines.append(f"problems ({len(problems)}):")
@@ -332,8 +352,14 @@ def verdict(f: Facts, problems: list[Problem]) -> str:
     if problems:
         return (f"{len(gpus)} GPU(s): backend auto picks the GPU, but the problems above "
                 "will make runs fail or misbehave; fix them, or use --backend cpu")
-    return (f"ready: backend auto runs on {len(gpus)} GPU(s) with LocalCUDACluster "
+    line = (f"ready: backend auto runs on {len(gpus)} GPU(s) with LocalCUDACluster "
             "(one worker per GPU)")
+    missing = [m for m in extras.TABLE_LIBS if not f.libs[m].installed]
+    if missing:
+        line += (f"; workflows with table stages run on the CPU until {', '.join(missing)} "
+                 f"{'is' if len(missing) == 1 else 'are'} installed: python -m pip install -e "
+                 f'".[{extras.name(f.driver_cuda, tables=True)}]"')
+    return line
 
 
 def _gib(n: int) -> str:

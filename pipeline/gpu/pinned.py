@@ -1,23 +1,25 @@
-"""Host->device copies that can overlap with compute on the GPU.
+"""Host->device copies through a page-locked (pinned) buffer.
 
 A copy from ordinary (pageable) host memory is staged by the CUDA driver through its own
-bounce buffer and holds up the device's default stream while it runs. So each worker
-thread keeps one page-locked (pinned) host buffer: the chunk is read into it (for a file
-read, this is where the bytes are read), then copied to the device asynchronously on the
-thread's own stream. GPU workers run with ``CUPY_CUDA_PER_THREAD_DEFAULT_STREAM=1`` (see
-:data:`WORKER_ENV`) and two threads, so while one thread's chunk crosses the bus the other
-thread's kernels run.
+bounce buffer, chunk by chunk, at a fraction of the bus's speed. So each worker thread
+keeps one pinned host buffer: the chunk is read into it (for a ``.npy`` read, straight
+from the file: the chunk arrives here as a view of the memory-mapped file), then copied
+to the device with one DMA transfer.
 
-Only the GPU backend calls this; cupy is imported inside the function, on the worker.
+The copy runs on the thread's current CUDA stream, which on the pipeline's GPU workers is
+the legacy default stream that all of a worker's device work shares (see
+``pipeline.cluster.local_cuda_kwargs``): it is ordered after every kernel queued before
+it and before every kernel queued after it, so the data is in place before any task
+reads it. The buffer is reused by this thread's next copy, so the copy is waited for
+before returning. With several threads per worker, one thread's file read into its
+buffer overlaps the other threads' kernels.
+
+Only the GPU backend calls this; cupy is imported inside the functions, on the worker.
 """
 
 from __future__ import annotations
 
 import threading
-
-# Set on GPU workers before they start, so CuPy gives each worker thread its own default
-# stream instead of one stream that serialises every thread's copies and kernels.
-WORKER_ENV = {"CUPY_CUDA_PER_THREAD_DEFAULT_STREAM": "1"}
 
 _local = threading.local()
 
@@ -32,7 +34,7 @@ def to_device(chunk):
     out = cupy.empty(chunk.shape, dtype=chunk.dtype)
     stream = cupy.cuda.get_current_stream()
     out.set(staged, stream=stream)
-    stream.synchronize()  # this thread's stream only; the buffer is reused by the next copy
+    stream.synchronize()  # the buffer is reused by this thread's next copy
     return out
 
 

@@ -12,7 +12,7 @@ from typing import Mapping
 
 from dask.utils import format_bytes, parse_bytes
 
-from pipeline.gpu import nvml
+from pipeline.gpu import extras, nvml
 from pipeline.backends import Detection
 from pipeline.errors import InputError
 from pipeline.spec import ClusterSpec
@@ -83,8 +83,15 @@ def check_local_gpu_cluster(spec: ClusterSpec, det: Detection,
             raise InputError(f"{format_bytes(size)} is more than the GPU's "
                              f"{format_bytes(smallest)}", where=f"cluster.{key}",
                              hint="use a fraction like 0.8, or a smaller size")
+    line = extras.cuda_line(det.cuda_major)
+    if spec.enable_cudf_spill and importlib.util.find_spec("cudf") is None:
+        raise InputError("enable_cudf_spill asked for, but cuDF is not installed",
+                         where="cluster.enable_cudf_spill",
+                         hint=f"{extras.install(det.cuda_major, True)}, or set it to false "
+                              "(dask-cuda still spills device->host above "
+                              "device_memory_limit)")
     if spec.protocol == "ucx" and importlib.util.find_spec("ucxx") is None \
             and importlib.util.find_spec("ucp") is None:
         raise InputError("protocol ucx asked for, but UCX (ucxx) is not installed",
                          where="cluster.protocol",
-                         hint="pip install distributed-ucxx-cu12, or use protocol: tcp")
+                         hint=f"pip install distributed-ucxx-cu{line}, or use protocol: tcp")

@@ -22,15 +22,19 @@ class NpyFile:
     """Array-like view of a .npy file that reads each requested block on its own.
 
     Only the path travels to the workers (a pickled ``np.memmap`` would carry its data).
+    With ``mapped``, a block is a view of the memory-mapped file, read when it is copied:
+    a copying backend's ``to_device`` then reads it straight into its pinned buffer
+    instead of through a pageable copy first. Without, it is read into memory here.
     """
 
-    def __init__(self, path: Path):
-        self.path = str(path)
+    def __init__(self, path: Path, mapped: bool = False):
+        self.path, self.mapped = str(path), mapped
         header = np.load(self.path, mmap_mode="r")
         self.shape, self.dtype, self.ndim = header.shape, header.dtype, header.ndim
 
     def __getitem__(self, index):
-        return np.array(np.load(self.path, mmap_mode="r")[index])
+        block = np.load(self.path, mmap_mode="r")[index]
+        return block if self.mapped else np.array(block)
 
 
 def _to_device(ctx, x: da.Array) -> da.Array:
@@ -65,13 +69,13 @@ def _chunked(ctx, x: da.Array, chunks) -> da.Array:
         raise OpError(f"bad chunks {chunks!r}: {e}", where="chunks") from None
 
 
-@reader("npy")
+@reader("npy", "array")
 def read_npy(ctx, paths: list[Path], *, chunks, columns, blocksize) -> da.Array:
     _no_table_options(columns, blocksize)
     parts = []
     for p in paths:
         try:
-            f = NpyFile(p)
+            f = NpyFile(p, mapped=ctx.backend.copies)
         except (ValueError, OSError) as e:
             raise OpError(f"cannot read '{p.name}' as .npy: {e}", where="path") from None
         if chunks is not None:
@@ -96,7 +100,7 @@ def read_npy(ctx, paths: list[Path], *, chunks, columns, blocksize) -> da.Array:
     return _to_device(ctx, x)
 
 
-@reader("zarr")
+@reader("zarr", "array")
 def read_zarr(ctx, paths: list[Path], *, chunks, columns, blocksize) -> da.Array:
     _no_table_options(columns, blocksize)
     if len(paths) != 1:

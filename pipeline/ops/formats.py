@@ -23,15 +23,18 @@ class Pending:
 
 
 READERS: dict[str, Callable] = {}
+# format -> "array" or "frame": what a reader of it makes (see kind_of)
+READ_KINDS: dict[str, str] = {}
 # (format, kind) -> writer, where kind is "array" or "frame" (see kind_of)
 WRITERS: dict[tuple[str, str], Callable] = {}
 # Extensions that name the same format.
 ALIASES = {"pq": "parquet", "zarr/": "zarr"}
 
 
-def reader(fmt: str):
+def reader(fmt: str, kind: str):
     def register(fn):
         READERS[fmt] = fn
+        READ_KINDS[fmt] = kind
         return fn
     return register
 

@@ -49,7 +49,7 @@ def _parquet_sources(paths: list[Path]) -> str | list[str]:
     return files
 
 
-@reader("parquet")
+@reader("parquet", "frame")
 def read_parquet(ctx, paths: list[Path], *, chunks, columns, blocksize):
     """Only ``columns`` are read from the files; ``blocksize`` sizes the partitions."""
     import dask.dataframe as dd  # here: array-only runs need not import pandas (~0.35 s)
@@ -71,7 +71,7 @@ def read_parquet(ctx, paths: list[Path], *, chunks, columns, blocksize):
     return _counted_read(ctx, _projected(df, columns))
 
 
-@reader("csv")
+@reader("csv", "frame")
 def read_csv(ctx, paths: list[Path], *, chunks, columns, blocksize):
     """Files are split into partitions of ``blocksize`` bytes; only ``columns`` are kept."""
     import dask.dataframe as dd  # here: array-only runs need not import pandas (~0.35 s)

@@ -12,7 +12,7 @@ from pipeline.gpu import doctor
 from pipeline.cli import main
 from pipeline.gpu.doctor import Facts, Lib
 from pipeline.gpu.nvml import Gpu, Nvml
-from tests.conftest import gpu_present
+from tests.conftest import REPO, gpu_present
 
 
 def test_doctor_on_this_machine(capsys):
@@ -23,9 +23,14 @@ def test_doctor_on_this_machine(capsys):
     assert "CUDA_VISIBLE_DEVICES:" in out and "GPUs (NVML)" in out
     if gpu_present():
         assert "supports CUDA up to" in out
-    else:
-        assert "runs will use the CPU backend" in out
+        return
+    assert "runs will use the CPU backend" in out
+    facts = doctor.gather(import_check=False)
+    if not any(lib.installed for lib in facts.libs.values()):
         assert "problems" not in out  # a CPU machine is not a broken one
+    else:  # GPU libraries without a GPU (CI installs CuPy to check names against it)
+        assert [p.what for p in doctor.diagnose(facts)][0].startswith(
+            "GPU libraries are installed but no NVIDIA driver was found")
 
 
 def test_real_subprocess_exit_0():
@@ -60,8 +65,10 @@ def test_import_check_runs_in_a_child_process(tmp_path):
                           "cudf": f.libs["cudf"].import_error,
                           "text": doctor.render(f, doctor.diagnose(f))}))
     """)
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         check=True, env={"PYTHONPATH": str(tmp_path), "PATH": ""},
+    # -S: no site-packages, so a CuPy installed on this machine is not seen beside the
+    # stand-in; the pipeline itself comes from the checkout
+    out = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True,
+                         check=True, env={"PYTHONPATH": f"{tmp_path}:{REPO}", "PATH": ""},
                          timeout=60).stdout
     got = json.loads(out)
     assert got["loaded"] == []
@@ -135,13 +142,35 @@ def test_driver_without_gpus():
     assert what == "the NVIDIA driver is loaded but reports no GPUs" and "--gpus all" in fix
 
 
-def test_gpus_without_libraries():
+def test_gpus_without_libraries_get_the_extra_for_their_driver():
     f = facts(libs={"rmm": [("rmm-cu12", "26.10.0")]})
     what, fix = one(f)
-    assert what.endswith("missing: cupy, cudf, dask_cuda")
-    assert fix.startswith('python -m pip install "dask-cuda==26.10.*" "cupy-cuda12x>=13"')
-    assert 'pip install -e ".[gpu]"' in fix
+    assert what.endswith("missing: cupy, dask_cuda")  # cuDF is only for table stages
+    assert fix.startswith('python -m pip install "dask-cuda[cu12]==26.10.*" "cupy-cuda12x>=13.3"')
+    assert 'pip install -e ".[gpu-cu12]"' in fix and '".[gpu-tables-cu12]" adds cuDF' in fix
     assert "CPU backend until the GPU libraries are installed" in doctor.verdict(f, [])
+    f13 = facts(cuda=(13, 0), libs={})
+    assert 'pip install -e ".[gpu-cu13]"' in one(f13)[1]
+    assert "extras for this driver (CUDA 13): .[gpu-cu13] for arrays, .[gpu-tables-cu13] " \
+        "for arrays and tables" in doctor.render(f13, [])
+
+
+def test_arrays_are_ready_without_cudf_and_the_verdict_says_what_tables_need():
+    f = facts(cuda=(13, 0), libs={"cupy": [("cupy-cuda13x", "14.2.0")],
+                                  "dask_cuda": [("dask-cuda", "26.10.0")]})
+    assert diagnose(f) == []
+    assert doctor.verdict(f, []) == (
+        "ready: backend auto runs on 1 GPU(s) with LocalCUDACluster (one worker per GPU); "
+        "workflows with table stages run on the CPU until cudf, dask_cudf are installed: "
+        'python -m pip install -e ".[gpu-tables-cu13]"')
+
+
+def test_dask_cuda_without_its_cuda_bindings():
+    f = facts(cuda=(13, 0), failing=("dask_cuda",))
+    f.cuda_bindings = False
+    what, fix = one(f)  # one problem, not also the generic import failure
+    assert what.startswith("dask-cuda is installed without its CUDA bindings")
+    assert fix.startswith('python -m pip install "dask-cuda[cu13]==26.10.*"')
 
 
 def test_library_newer_than_the_driver():
@@ -177,7 +206,8 @@ def test_rapids_releases_mixed():
     f.libs["rmm"].dists = [("rmm-cu12", "25.02.0")]
     what, fix = one(f)
     assert "different releases" in what and "rmm-cu12 25.02.0" in what
-    assert fix.startswith('python -m pip install "dask-cuda==26.10.*" "cudf-cu12==26.10.*"')
+    assert fix.startswith('python -m pip install "dask-cuda[cu12]==26.10.*" '
+                          '"cudf-cu12==26.10.*"')
 
 
 def test_import_failure():

@@ -1,3 +1,5 @@
+import importlib.util
+
 import pytest
 
 from pipeline.gpu import preflight
@@ -42,8 +44,13 @@ def test_visible_devices_by_index_and_uuid():
      "more than the GPU's"),
     ({}, {"rmm_pool_size": "lots"}, "cluster.rmm_pool_size", "bad size 'lots'"),
     ({}, {"protocol": "ucx"}, "cluster.protocol", "UCX (ucxx) is not installed"),
+    ({}, {"enable_cudf_spill": True}, "cluster.enable_cudf_spill", "cuDF is not installed"),
 ])
-def test_bad_gpu_cluster_settings(env, kw, where, fragment):
+def test_bad_gpu_cluster_settings(env, kw, where, fragment, monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",  # as on a host without cuDF / UCX
+                        lambda name, *a: None if name in ("cudf", "ucxx", "ucp")
+                        else real_find_spec(name, *a))
     with pytest.raises(InputError) as e:
         check(env, **kw)
     assert e.value.where == where and fragment in e.value.what and e.value.exit_code == 2
