@@ -73,7 +73,7 @@ def connect(spec: ClusterSpec, backend: Backend | str, *, address: str | None = 
             chosen, why = _workers_backend(client, requested, address, where, tables)
             n = len(client.scheduler_info()["workers"])
             yield Session(client, "existing", address, client.dashboard_link, n,
-                          _sized(client, chosen), why)
+                          _ready(client, chosen), why)
         return
     backend, why = backends.resolve(backend, tables=tables) if isinstance(backend, str) \
         else (backend, backend.name)
@@ -82,13 +82,17 @@ def connect(spec: ClusterSpec, backend: Backend | str, *, address: str | None = 
     with cluster, Client(cluster) as client:
         yield Session(client, type(cluster).__name__, cluster.scheduler_address,
                       cluster.dashboard_link if dash else None, len(cluster.workers),
-                      _sized(client, backend), why)
+                      _ready(client, backend), why)
 
 
-def _sized(client, backend: Backend) -> Backend:
-    """``backend`` with `chunks: auto` sized for the smallest of the workers' GPUs."""
+def _ready(client, backend: Backend) -> Backend:
+    """``backend`` made ready on the workers: on a GPU, the spill meter registered
+    (pipeline/gpu/spill.py) and `chunks: auto` sized for the smallest of their GPUs."""
     if backend.name != "gpu":
         return backend
+    from pipeline.gpu.spill import SpillMeter
+
+    client.register_plugin(SpillMeter())
     memory = [m for m in client.run(backends.device_memory).values() if m]
     threads = max(w["nthreads"] for w in client.scheduler_info()["workers"].values())
     return backends.sized_for_device(backend, min(memory, default=None), threads)

@@ -15,6 +15,10 @@ the label, ``(label, span id)``, and are found in the scheduler's totals instead
 from __future__ import annotations
 
 TRANSFER_LABELS = {"host-to-device": "h2d", "device-to-host": "d2h"}
+# Memory pressure: dask-cuda's device->host spills (counted by pipeline/gpu/spill.py) and
+# Dask's own host->disk ones, in bytes.
+SPILL_FIELDS = {"spill-device-to-host": "spilled_bytes",
+                "unspill-host-to-device": "unspilled_bytes", "disk-write": "disk_write_bytes"}
 # Time inside task bodies; the rest ("executor", "other", idle) is Dask's own overhead.
 COMPUTE_LABELS = ("thread-cpu", "thread-noncpu")
 
@@ -36,7 +40,8 @@ def _read_spans(dask_scheduler, span_ids: dict[str, str]) -> dict[str, dict]:
     for stage_id, span_id in span_ids.items():
         span = spans.get(span_id)
         m = {"wall_s": 0.0, "compute_s": 0.0, "tasks": 0, "h2d_bytes": 0, "d2h_bytes": 0,
-             "h2d_s": 0.0, "d2h_s": 0.0, "start": None, "stop": None}
+             "h2d_s": 0.0, "d2h_s": 0.0, "start": None, "stop": None,
+             **dict.fromkeys(SPILL_FIELDS.values(), 0)}
         if span is not None:
             if span.start and span.stop:
                 m["wall_s"] = max(span.stop - span.start, 0.0)
@@ -49,6 +54,8 @@ def _read_spans(dask_scheduler, span_ids: dict[str, str]) -> dict[str, dict]:
                     m[_transfer_field(label, unit)] += value
                 elif label in COMPUTE_LABELS and unit == "seconds":
                     m["compute_s"] += value
+                elif label in SPILL_FIELDS and unit == "bytes":
+                    m[SPILL_FIELDS[label]] += int(value)
         for field, value in frame_copies.get(span_id, {}).items():
             m[field] += value
         m["h2d_bytes"], m["d2h_bytes"] = int(m["h2d_bytes"]), int(m["d2h_bytes"])

@@ -166,7 +166,8 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False) 
         stages.append({"id": ps.id, "op": ps.info.name, "computed": ps.id in computed, **m,
                        **memory.peaks(m["start"], m["stop"]), "output": out})
     totals = {"wall_s": wall, **{k: sum(s[k] or 0 for s in stages)
-                                 for k in ("compute_s", "h2d_bytes", "d2h_bytes")},
+                                 for k in ("compute_s", "h2d_bytes", "d2h_bytes",
+                                           *metrics.SPILL_FIELDS.values())},
               **memory.peaks(-float("inf"), float("inf"))}
     doc = {
         "workflow": {"name": wf.name, "description": wf.description, "path": str(wf.path),

@@ -260,6 +260,11 @@ def test_cpu_workers_keep_one_thread():
 
 def test_gpu_chunks_are_sized_for_the_smallest_workers_device():
     class Client:
+        plugins = []
+
+        def register_plugin(self, plugin):
+            self.plugins.append(plugin.name)
+
         def run(self, fn):
             assert fn is backends.device_memory
             return {"tcp://a:1": 80 << 30, "tcp://b:1": 16 << 30, "tcp://c:1": None}
@@ -267,6 +272,7 @@ def test_gpu_chunks_are_sized_for_the_smallest_workers_device():
         def scheduler_info(self):
             return {"workers": {"tcp://a:1": {"nthreads": 2}, "tcp://b:1": {"nthreads": 2}}}
 
-    sized = cluster._sized(Client(), backends.GPU)
+    sized = cluster._ready(Client(), backends.GPU)
     assert sized.chunk_bytes == backends.device_chunk_bytes(16 << 30, 2) == 256 << 20
-    assert cluster._sized(Client(), backends.CPU) is backends.CPU
+    assert Client.plugins == ["pipeline-spill-meter"]
+    assert cluster._ready(Client(), backends.CPU) is backends.CPU
