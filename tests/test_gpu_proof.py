@@ -1,0 +1,41 @@
+"""benchmarks/gpu_proof.sh, rehearsed on the CPU as CI does, so the proof that a lent GPU
+host runs cannot rot: every step runs (the CuPy steps on the CuPy stand-in), passes, and
+leaves at most 8 files with a summary naming each step."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+STEPS = ("env", "doctor", "tests", "workflows", "bandwidth", "handwritten")
+
+
+@pytest.mark.slow
+def test_the_rehearsal_runs_every_step_and_leaves_its_evidence(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_proof.sh"), "--rehearse",
+                           str(out)], capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHON": sys.executable})
+    summary = (out / "summary.txt").read_text()
+    assert proc.returncode == 0, summary + proc.stdout[-2000:] + proc.stderr[-2000:]
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["doctor.txt", "proof.json", "proof.log", "summary.txt", "tests.txt"]
+    assert "REHEARSAL on the CPU: no GPU code ran" in summary
+    for step in STEPS:
+        assert any(line.startswith(f"{step} ") and " ok " in line
+                   for line in summary.splitlines()), step
+    proof = json.loads((out / "proof.json").read_text())
+    wf = proof["workflows"]
+    assert {r["name"] for r in wf["runs"]} == {
+        "spectrum-gpu", "spectrum-cpu", "option_pricing-gpu", "option_pricing-cpu",
+        "spectrum_from_file-gpu-1thread", "spectrum_from_file-gpu-2threads",
+        "spectrum_from_file-cpu"}
+    assert wf["checks"]["gpu_vs_cpu"]["ok"] and wf["checks"]["gpu_repeat_bitwise"]["ok"]
+    assert set(proof["bandwidth"]["copies"]) == {"h2d_pageable", "h2d_pinned",
+                                                 "d2h_pageable", "d2h_pinned", "d2d_copy"}
+    assert proof["handwritten"]["power_ok"]
+    assert "passed" in (out / "tests.txt").read_text()
