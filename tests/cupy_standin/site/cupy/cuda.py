@@ -11,6 +11,7 @@ blocks over the default stream, which is the per-thread one when
 import os
 import threading
 import time
+import types
 
 from cupy._core import CATALOG, resolve
 
@@ -135,13 +136,28 @@ def get_device_id():
     return 0
 
 
+class CUDARuntimeError(RuntimeError):
+    pass
+
+
+# cupy.cuda.runtime: the calls that ask what the device is (zarr's test plugin, for one,
+# asks for the device count when it loads)
+runtime = types.ModuleType("cupy.cuda.runtime")
+runtime.CUDARuntimeError = CUDARuntimeError
+runtime.getDeviceCount = lambda: 1
+runtime.runtimeGetVersion = runtime.driverGetVersion = lambda: 13000
+runtime.getDevice = lambda: 0
+runtime.getDeviceProperties = lambda device: {"name": b"CuPy stand-in", "major": 9,
+                                              "minor": 0}
+
+
 def is_available():
     return True
 
 
 OWN = {"Stream": Stream, "Event": Event, "Device": Device,
        "get_current_stream": get_current_stream, "get_elapsed_time": get_elapsed_time,
-       "get_device_id": get_device_id, "is_available": is_available}
+       "get_device_id": get_device_id, "is_available": is_available, "runtime": runtime}
 assert set(OWN) <= set(CATALOG["modules"]["cupy.cuda"])
 
 
