@@ -5,10 +5,11 @@
 
 Writes a float32 (R, 4096) .npy file, then runs ``read -> rfft -> |z|^2 -> mean -> write``
 as whole ``python -m pipeline run`` processes with 1 and with 2 threads per worker
-(alternating, ``--repeats`` each). With one thread a worker copies a chunk, then computes
-on it, then copies the next: copy and compute add up. With two threads, each on its own
-CUDA stream through its own pinned buffer (pipeline/gpu/pinned.py), one chunk's copy can run
-while the other's kernels do. From each run's report.json:
+(alternating, ``--repeats`` each). With one thread a worker reads a chunk, copies it,
+then computes on it, then reads the next: read, copy and compute add up. With two
+threads, one thread's file read into its own pinned buffer (pipeline/gpu/pinned.py) runs
+while the other's kernels do; the copies and kernels themselves stay ordered on the
+worker's one CUDA stream (which keeps the results correct). From each run's report.json:
 
 - ``copy s``: the read stage's host->device seconds (summed over chunks),
 - ``stages s``: the stages' compute seconds summed (copies included),
