@@ -17,7 +17,6 @@ from pipeline.errors import InputError
 from pipeline.gpu import extras
 
 
-
 @dataclass(frozen=True)
 class Backend:
     """Where chunks live and how they cross between host and device.
@@ -308,7 +307,8 @@ def resolve_on_workers(requested: str, detections: dict[str, Detection],
     n = len(detections)
 
     def gap(d: Detection) -> str | None:
-        missing = tuple(m for m in d.missing_libs if m != "dask_cuda")  # plain `dask worker`s do
+        # a worker started with plain `dask worker` (no dask-cuda) runs CuPy tasks too
+        missing = tuple(m for m in d.missing_libs if m != "dask_cuda")
         return d.problem or ("missing " + ", ".join(missing) if missing else None)
 
     no_gpu = {addr: gap(d) for addr, d in sorted(detections.items()) if gap(d)}
