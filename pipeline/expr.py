@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ast
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any, Callable, Iterable, Mapping
 
@@ -46,11 +46,14 @@ Node = Callable[[Mapping[str, Callable], Mapping[str, Any]], Any]
 
 @dataclass(frozen=True)
 class Expr:
-    """A parsed expression. Call it with a function namespace and the variables' values."""
+    """A parsed expression. Call it with a function namespace and the variables' values.
+
+    ``tree`` is the validated syntax tree, for compilers (:mod:`pipeline.kernels`)."""
 
     text: str
     names: frozenset[str]
     _fn: Node
+    tree: ast.AST = field(compare=False, repr=False, default=None)
 
     def __call__(self, functions: Mapping[str, Callable], variables: Mapping[str, Any]):
         return self._fn(functions, variables)
@@ -73,7 +76,7 @@ def parse(text: str, variables: Iterable[str]) -> Expr:
         raise _err(f"syntax error in {text!r} at column {e.offset}", text) from None
     used: set[str] = set()
     fn = _compile(tree.body, allowed, used, text)
-    return Expr(text=text, names=frozenset(used), _fn=fn)
+    return Expr(text=text, names=frozenset(used), _fn=fn, tree=tree.body)
 
 
 def _err(what: str, text, hint: str | None = None) -> InputError:

@@ -11,6 +11,7 @@ import dask.array as da
 import numpy as np
 
 from pipeline import expr as expr_lang
+from pipeline import kernels
 from pipeline.errors import OpError
 from pipeline.ops.context import Context
 from pipeline.ops.registry import op
@@ -155,7 +156,9 @@ def elementwise(ctx: Context, inputs: dict, *, expr: str,
                 params: dict[str, float] | None = None):
     """An expression over named inputs and numeric params, evaluated chunk by chunk.
 
-    Chains of element-wise work fuse into one pass over each chunk.
+    An expression of two operations or more runs as one pass over each chunk: one fused
+    kernel on the GPU; on the CPU NumPy in cache-sized blocks, or a numba-compiled loop
+    where that is predicted faster (see ``pipeline.kernels``).
 
     ```yaml
     - id: power
@@ -172,10 +175,15 @@ def elementwise(ctx: Context, inputs: dict, *, expr: str,
     parsed = expr_lang.parse(expr, [*inputs, *params])
     try:
         out = parsed(ARRAY_FUNCTIONS, {**inputs, **params})
-    except ValueError as e:  # shapes that do not broadcast
+    except (ValueError, TypeError, ArithmeticError) as e:  # shapes that do not broadcast
         raise OpError(f"cannot evaluate: {e}", where="expr") from None
     if not isinstance(out, da.Array):
         raise OpError("the expression uses no input array", where="expr")
+    # the graph above checked shapes and dtypes; the kernel computes the same in one pass
+    fused = kernels.elementwise(parsed, inputs, params, out.shape,
+                                gpu=ctx.backend.array_module == "cupy")
+    if fused is not None and fused.dtype == out.dtype and fused.shape == out.shape:
+        return fused
     return out
 
 
