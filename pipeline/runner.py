@@ -27,6 +27,7 @@ import dask.array as da
 from pipeline import metrics, report, report_html
 from pipeline.backends import Backend
 from pipeline.memory import MemorySampler
+from pipeline.perf_report import PerformanceReport
 from pipeline.errors import InputError, RunFailed
 from pipeline.ops.context import Context
 from pipeline.plan import Plan
@@ -109,7 +110,7 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False) 
     RunFailed
         A task raised, or the workers were lost; no output is left behind.
     """
-    from distributed import performance_report, wait
+    from distributed import wait
 
     wf = plan.workflow
     out_dir = wf.output_dir
@@ -124,8 +125,8 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False) 
         row_counts = {sid: v.shape[0] for sid, v in built.values.items()
                       if sid in computed and hasattr(v, "columns")}
         client = session.client
-        with dask.config.set({**backend.dask_config, **COMPUTE_CONFIG}), \
-                performance_report(filename=str(staging / "performance-report.html")), \
+        perf = PerformanceReport(staging / "performance-report.html", _workflow_text(wf))
+        with dask.config.set({**backend.dask_config, **COMPUTE_CONFIG}), perf, \
                 MemorySampler(client) as memory:
             sinks = list(built.sinks.values())
             futures = _compute(client, [*(p.collection for p in sinks), *row_counts.values()])
@@ -144,15 +145,40 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False) 
                                 or f"the run failed: {type(e).__name__}: {e}") from e
             finally:
                 watch.stop()
-        for pending, result in zip(sinks, results):
-            if pending.finish:
-                pending.finish(result)
         rows = dict(zip(row_counts, results[len(sinks):]))
         stage_metrics = metrics.stage_metrics(client, built.span_ids)
-        files = _move_outputs(built.outputs)
-        os.replace(staging / "performance-report.html", out_dir / "performance-report.html")
+        perf.render(client)  # the scheduler renders it while this thread writes the rest
+        try:
+            for pending, result in zip(sinks, results):
+                if pending.finish:
+                    pending.finish(result)
+            files = [{"path": str(final), "bytes": _size(staged)}
+                     for staged, final in built.outputs]
+            doc = _document(plan, backend, session, built, computed, rows, stage_metrics,
+                            memory, watch, started, t0, files)
+            report.write_json(staging / "report.json", doc)
+            report_html.write(staging / "report.html", doc)
+        finally:
+            perf.wait()
+        _move_outputs(built.outputs)
+        for name in ("performance-report.html", "report.json", "report.html"):
+            os.replace(staging / name, out_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return doc
+
+
+def _workflow_text(wf) -> str:
+    """The workflow as YAML, for the performance report's "Calling Code" section."""
+    import yaml
+
+    return f"# {wf.path}\n" + yaml.safe_dump(dict(wf.raw), sort_keys=False)
+
+
+def _document(plan: Plan, backend: Backend, session, built: Built, computed: set, rows: dict,
+              stage_metrics: dict, memory, watch, started, t0: float, files: list) -> dict:
+    """The report.json document of a finished run."""
+    wf = plan.workflow
     wall = time.perf_counter() - t0
     stages = []
     for ps in plan.stages:
@@ -184,8 +210,6 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False) 
         "warnings": list(plan.warnings),
         "lost_workers": watch.lost,
     }
-    report.write_json(out_dir / "report.json", doc)
-    report_html.write(out_dir / "report.html", doc)
     return doc
 
 
@@ -221,16 +245,13 @@ def _upstream_of_sinks(plan: Plan) -> set[str]:
     return needed
 
 
-def _move_outputs(outputs: list[tuple[Path, Path]]) -> list[dict]:
+def _move_outputs(outputs: list[tuple[Path, Path]]) -> None:
     """Rename each staged output onto its final path (replacing an older one)."""
-    files = []
     for staged, final in outputs:
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.is_dir() and not final.is_symlink():
             shutil.rmtree(final)
         os.replace(staged, final)
-        files.append({"path": str(final), "bytes": _size(final)})
-    return files
 
 
 def _size(path: Path) -> int:
