@@ -1,4 +1,4 @@
-"""The spectrum workflow written by hand with dask.array: the baseline the pipeline is
+"""The benchmark workflows written by hand with dask.array: the baselines the pipeline is
 measured against (see benchmarks/compare.py).
 
 Same cluster as the pipeline starts on a CPU host (``LocalCluster``, one single-threaded
@@ -7,7 +7,12 @@ worker process per core, the dashboard on, as a user gets it), same input
 ``real**2 + imag**2``, mean over axis 0, saved with ``np.save`` and drawn as a line plot
 (log y) to PNG, as the workflow's ``plot`` stage does.
 
+``--job arithmetic`` is ``benchmarks/arithmetic.yaml`` instead: the same random input,
+the 13-operator polynomial written with array operators, its sum, written as
+``{"value": sum}`` JSON.
+
     python benchmarks/handwritten_spectrum.py --shape 65536 4096 --out /tmp/hw/mean_power.npy
+    python benchmarks/handwritten_spectrum.py --job arithmetic --out /tmp/hw/total.json
 """
 
 from __future__ import annotations
@@ -17,14 +22,17 @@ import time
 T_SCRIPT = time.perf_counter()
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--job", choices=("spectrum", "arithmetic"), default="spectrum")
     p.add_argument("--shape", type=int, nargs=2, default=[65536, 4096], metavar=("R", "C"))
-    p.add_argument("--out", required=True, help="where to np.save the mean power spectrum")
+    p.add_argument("--out", required=True,
+                   help="where to np.save the mean power spectrum (arithmetic: the JSON sum)")
     p.add_argument("--timings", help="write the phase timings (JSON) here")
     args = p.parse_args(argv)
 
@@ -44,14 +52,23 @@ def main(argv: list[str] | None = None) -> int:
         mark("cluster_start_s")
         x = da.random.default_rng(0).standard_normal(tuple(args.shape), dtype=np.float32,
                                                      chunks="auto")
-        z = da.fft.rfft(x, axis=1)
-        power = z.real ** 2 + z.imag ** 2
-        mean_power = power.mean(axis=0)
+        if args.job == "arithmetic":
+            from workloads import arithmetic
+
+            result_of = arithmetic(x).sum()
+        else:
+            z = da.fft.rfft(x, axis=1)
+            power = z.real ** 2 + z.imag ** 2
+            result_of = power.mean(axis=0)
         mark("graph_s")
-        result = client.compute(mean_power).result()
+        result = client.compute(result_of).result()
         mark("compute_s")
-        np.save(args.out, result)
-        _plot(result, args.out.removesuffix(".npy") + ".png")
+        if args.job == "arithmetic":
+            with open(args.out, "w") as f:
+                json.dump({"value": float(result)}, f)
+        else:
+            np.save(args.out, result)
+            _plot(result, args.out.removesuffix(".npy") + ".png")
         mark("save_s")
     mark("cluster_close_s")
     if args.timings:
@@ -75,8 +92,6 @@ def _plot(values, path: str) -> None:
 
 def _write_timings(path: str, marks: list) -> None:
     """{phase: [wall s, CPU s of this process]}; the workers' CPU is not included."""
-    import json
-
     import psutil  # a dependency of distributed
 
     started_ago = time.time() - psutil.Process(os.getpid()).create_time()

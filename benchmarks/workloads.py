@@ -30,6 +30,9 @@ ROW_BYTES = 32  # a table row: int64 key + three float64 columns
 _B = [1, 4, 6, 4, 1]
 KERNEL = [[a * b / 256 for b in _B] for a in _B]  # 5x5 binomial blur, weights sum to 1
 EXPR = "sqrt(abs(x)) * exp(0 - abs(x)) + sin(x) * cos(x)"
+# a polynomial-like arithmetic expression of 13 operators (the whole-process form is
+# benchmarks/arithmetic.yaml against benchmarks/handwritten_arithmetic.py)
+ARITH = "((((0.5*x - 1.5)*x + 2.0)*x - 0.25)*x + 3.0)*x - 0.75*x*x + 1.0"
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,11 @@ def _elementwise(x, xp):
     return xp.sqrt(abs(x)) * xp.exp(0 - abs(x)) + xp.sin(x) * xp.cos(x)
 
 
+def arithmetic(x):
+    """:data:`ARITH` as anyone would write it with array operators (NumPy, CuPy, Dask)."""
+    return ((((0.5 * x - 1.5) * x + 2.0) * x - 0.25) * x + 3.0) * x - 0.75 * x * x + 1.0
+
+
 AGG = {"a": ["mean", "sum"], "b": ["max"], "c": ["std"]}
 
 
@@ -135,6 +143,14 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in [
                          "expr": EXPR}],
              "y", lambda i: _elementwise(i["x"], __import__("dask.array").array),
              lambda i, xp: _elementwise(i["x"], xp)),
+    Workload("arithmetic", f"`{ARITH}` over an (R, 4096) float32 array, then its sum",
+             lambda s: [_random("x", (_rows(s, 4096), 4096)),
+                        {"id": "y", "op": "elementwise", "inputs": {"x": "x"},
+                         "expr": ARITH},
+                        {"id": "total", "op": "reduce", "input": "y", "how": "sum",
+                         "axis": None}],
+             "total", lambda i: arithmetic(i["x"]).sum(),
+             lambda i, xp: arithmetic(i["x"]).sum()),
     Workload("reduction", "std over axis 0 of an (R, 4096) float32 array",
              lambda s: [_random("x", (_rows(s, 4096), 4096)),
                         {"id": "y", "op": "reduce", "input": "x", "how": "std", "axis": 0}],

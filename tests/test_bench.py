@@ -8,8 +8,8 @@ import re
 import pipeline
 from pipeline import cli
 
-WORKLOADS = ("fft", "matmul", "transpose_sum", "elementwise", "reduction", "groupby",
-             "join", "convolve")
+WORKLOADS = ("fft", "matmul", "transpose_sum", "elementwise", "arithmetic", "reduction",
+             "groupby", "join", "convolve")
 
 
 def test_bench_tiny_every_workload(capsys):

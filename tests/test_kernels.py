@@ -263,3 +263,43 @@ def test_cupy_names_exist_in_the_real_cupy():
     missing = [attr for attr in cupy_gpu.CUPY_NAMES.values() if not hasattr(cupy, attr)]
     assert not missing and callable(cupy.fuse)
     assert set(cupy_gpu.CUPY_NAMES) == set(expr_lang.FUNCTIONS)
+
+
+FRAME_EXPRESSIONS = [
+    "2*a + 3*b*b - 1.5*a*b + 0.5",
+    "where(isnan(a), 0, a) * 2 + clip(b, -1, 1)",
+    "sqrt(abs(a)) * exp(0 - abs(b)) + round(a, 2) - floor(b)",
+    "maximum(a, b) / minimum(a, 0.5) - a // b + a % b",
+    "a ** 2 + (a > b) * 1.5",
+]
+
+
+@pytest.mark.parametrize("text", FRAME_EXPRESSIONS)
+def test_frame_expressions_on_numpy_blocks_equal_pandas(text, rng):
+    import pandas as pd
+
+    from pipeline.ops import frame_expr
+
+    part = pd.DataFrame({"a": sample(rng, "float64", (5000,)),
+                         "b": sample(rng, "float64", (5000,)),
+                         "k": rng.integers(0, 5, 5000)}, index=rng.permutation(5000) + 100)
+    parsed = expr_lang.parse(text, ["a", "b", "k"])
+    with np.errstate(all="ignore"):
+        want = parsed(frame_expr.FRAME_FUNCTIONS, {n: part[n] for n in parsed.names})
+        fast = frame_expr._blocked(parsed, part)
+    assert fast is not None, "the blocked path was not taken"
+    assert fast.dtype == want.dtype
+    pd.testing.assert_index_equal(fast.index, want.index)
+    np.testing.assert_array_equal(fast.to_numpy(), want.to_numpy())
+
+
+def test_frame_expressions_left_to_pandas(rng):
+    import pandas as pd
+
+    from pipeline.ops import frame_expr
+
+    part = pd.DataFrame({"a": sample(rng, "float64", (50,)), "i": np.arange(50),
+                         "s": ["x"] * 50, "f": sample(rng, "float32", (50,))})
+    names = ["a", "i", "s", "f"]
+    for text in ["a > 0", "a * 2", "i // 0 + a", "(s == 'x') * a + 1", "f * 2 + a"]:
+        assert frame_expr._blocked(expr_lang.parse(text, names), part) is None, text
