@@ -50,7 +50,11 @@ KINDS = {
     "arctan2": "arctan2(x, y)", "maximum": "maximum(x, y)", "minimum": "minimum(x, y)",
     "clip": "clip(x, -1, 1)", "floor": "floor(x)", "ceil": "ceil(x)", "round": "round(x)",
     "isnan": "where(isnan(x), y, x)", "isfinite": "where(isfinite(x), x, y)",
+    # on a real input: real() is the array itself, imag() zeros, conj() a copy
+    "real": "real(x) * y", "imag": "imag(x) + y", "conj": "conj(x) * y", "angle": "angle(x)",
 }
+# measured with one other operation (numba compiles float results only): subtract it
+WITH = {"real": "*", "imag": "+", "conj": "*"}
 # numba compiles float results only, so a comparison is measured inside the where that
 # uses it, and "where" itself counts 0: the compare's figure holds both
 
@@ -101,6 +105,8 @@ def measure(dtype: str, chunk_mib: float, repeats: int) -> dict:
             if t[engine] is None:
                 continue
             cost = t[engine] - (out[engine]["pass"] or 0.0)
+            if kind in WITH:
+                cost -= out[engine].get(WITH[kind], 0.0)
             out[engine][kind] = round(max(cost, 0.0), 3)
         print(f"  {dtype:<8} {kind:<9} " + "  ".join(
             f"{e} {t[e]:6.2f}" if t[e] is not None else f"{e}    n/a" for e in out),
