@@ -1,7 +1,7 @@
 """Measure what each operation of the expression language costs on each CPU engine, and
 write the table the pipeline decides from (``pipeline/kernels/costs.py``).
 
-    python benchmarks/expr_costs.py                # 64 MiB chunks, writes costs.py
+    python benchmarks/expr_costs.py                # 64 MiB chunks, writes costs.py + docs
     python benchmarks/expr_costs.py --no-write     # print only
 
 One thread, one chunk of ``--chunk-mib`` per input (two inputs, standard normal), for
@@ -17,11 +17,16 @@ An operation's cost on blocked / numba is its time minus the time of the bare pa
 measured in fresh processes: ``import numba`` plus the first call of a kernel already in
 numba's on-disk cache (``numba_start_s``), and the first call of one that is not
 (``numba_compile_s``).
+
+Then whole expressions (the issue's two, the arithmetic benchmark's polynomial, the
+spectrum's power) are timed on each engine beside what the table predicts, and written
+into docs/benchmarks.md (section ``bench:expr-engines``).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -41,6 +46,16 @@ from pipeline import expr as expr_lang  # noqa: E402
 from pipeline.kernels import blocked, numba_cpu  # noqa: E402
 
 COSTS = ROOT / "pipeline" / "kernels" / "costs.py"
+DOC = ROOT / "docs" / "benchmarks.md"
+MARKS = ("<!-- bench:expr-engines:start -->", "<!-- bench:expr-engines:end -->")
+# (expression, dtype of x and y)
+EXAMPLES = [
+    ("2*x + 3*y*y - 1.5*x*y + 0.5", "float32"),
+    ("sqrt(abs(x)) * exp(0 - abs(x)) + sin(x) * cos(x)", "float32"),
+    ("((((0.5*x - 1.5)*x + 2.0)*x - 0.25)*x + 3.0)*x - 0.75*x*x + 1.0", "float32"),
+    ("real(x)**2 + imag(x)**2", "complex64"),
+    ("2*x + 3*y*y - 1.5*x*y + 0.5", "float64"),
+]
 # operation kind -> an expression made of the bare pass plus that one operation
 KINDS = {
     "+": "x + y", "-": "x - y", "*": "x * y", "/": "x / y", "//": "x // y", "%": "x % y",
@@ -187,6 +202,73 @@ COSTS = {json.dumps({"numba_start_s": start, "numba_compile_s": compile_s,
 '''
 
 
+def examples(chunk_mib: float, repeats: int) -> list[dict]:
+    """Each of :data:`EXAMPLES` on each engine: measured and predicted seconds per chunk."""
+    from pipeline.kernels import choose
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for text, dtype in EXAMPLES:
+        n = int(chunk_mib * 2**20 / np.dtype(dtype).itemsize)
+        x, y = (rng.standard_normal(n).astype(dtype).reshape(-1, 4096) for _ in range(2))
+        if np.dtype(dtype).kind == "c":
+            x = x + 1j * rng.standard_normal(x.shape).astype(x.real.dtype)
+        parsed = expr_lang.parse(text, ["x", "y"])
+        values = {k: v for k, v in {"x": x, "y": y}.items() if k in parsed.names}
+        with np.errstate(all="ignore"):
+            out = parsed(blocked.NUMPY_FUNCTIONS, values).dtype
+            row = {"expr": text, "dtype": dtype,
+                   "numpy": best(lambda: parsed(blocked.NUMPY_FUNCTIONS, values), repeats),
+                   "blocked": best(lambda: blocked.evaluate(parsed, values, {}, out),
+                                   repeats)}
+        try:
+            kernel = numba_cpu.compile_kernel(numba_cpu.source(
+                parsed, {k: v.dtype.name for k, v in values.items()}, {}))
+            numba_cpu.evaluate(kernel, list(values.values()), out)
+            row["numba"] = best(lambda: numba_cpu.evaluate(kernel, list(values.values()),
+                                                           out), repeats)
+        except (numba_cpu.Ineligible, ImportError) as e:
+            row["numba"] = None
+            row["numba_why"] = str(e)
+        pred = choose.predict(choose.operations(parsed.tree), dtype, x.size)
+        pred["numba"] -= choose.COSTS["numba_start_s"]
+        row["predicted"] = pred
+        rows.append(row)
+        print(f"  {text[:40]:<40} {dtype:<9} numpy {row['numpy']:.4f} blocked "
+              f"{row['blocked']:.4f} numba {row['numba'] or float('nan'):.4f}", flush=True)
+    return rows
+
+
+def render_examples(rows: list[dict], args, start: float) -> str:
+    def cell(v):
+        return "n/a" if v is None else f"{v:.4f}"
+
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3]) \
+        if Path("/proc/loadavg").exists() else "n/a"
+    lines = [MARKS[0], "## Element-wise engines: one chunk, one thread", "",
+             f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} with `python "
+             f"benchmarks/expr_costs.py --chunk-mib {args.chunk_mib:g} --repeats "
+             f"{args.repeats}` ({os.cpu_count()} cores, load average after: {load}).", "",
+             f"Seconds for one {args.chunk_mib:g} MiB chunk per input (best of "
+             f"{args.repeats}); in brackets what `pipeline/kernels/costs.py` predicts (numba "
+             f"without its start-up of {start:.2f} s per worker process). numpy is the "
+             "interpreted path (one NumPy call per operation); blocked the same calls on "
+             "64 KiB blocks; numba one compiled loop.", "",
+             "| expression | dtype | numpy s | blocked s | numba s | blocked / numpy | "
+             "numba / numpy |", "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        p = r["predicted"]
+        nb = r["numba"]
+        lines.append(
+            f"| `{r['expr']}` | {r['dtype']} | {cell(r['numpy'])} ({p['numpy'] / 1:.3f}) | "
+            f"{cell(r['blocked'])} ({p['blocked']:.3f}) | {cell(nb)}"
+            + (f" ({p['numba']:.3f})" if nb is not None else "") + " | "
+            f"{r['blocked'] / r['numpy']:.2f} | "
+            + (f"{nb / r['numpy']:.2f}" if nb is not None else "n/a") + " |")
+    lines.append(MARKS[1])
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--chunk-mib", type=float, default=64)
@@ -206,6 +288,16 @@ def main(argv=None) -> int:
         tmp.write_text(text)
         os.replace(tmp, COSTS)
         print(f"written: {COSTS}")
+        importlib.reload(importlib.import_module("pipeline.kernels.costs"))
+        importlib.reload(importlib.import_module("pipeline.kernels.choose"))
+    section = render_examples(examples(args.chunk_mib, args.repeats), args, start)
+    print(section)
+    if not args.no_write:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from compare import write_section
+
+        write_section(MARKS, section, DOC)
+        print(f"written: {DOC}")
     return 0
 
 

@@ -22,7 +22,7 @@ import pytest
 
 from pipeline import expr as expr_lang
 from pipeline import kernels
-from pipeline.kernels import blocked, choose, cupy_gpu, numba_cpu
+from pipeline.kernels import blocked, choose, chunk, cupy_gpu, numba_cpu
 from pipeline.kernels.chunk import ExprKernel
 from tests.ops import rng  # noqa: F401  - the seeded, printed random generator
 
@@ -303,3 +303,32 @@ def test_frame_expressions_left_to_pandas(rng):
     names = ["a", "i", "s", "f"]
     for text in ["a > 0", "a * 2", "i // 0 + a", "(s == 'x') * a + 1", "f * 2 + a"]:
         assert frame_expr._blocked(expr_lang.parse(text, names), part) is None, text
+
+
+def test_a_cache_folder_others_can_write_is_not_used(tmp_path, monkeypatch):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # as a folder in a shared /tmp would be
+    monkeypatch.setenv("PIPELINE_KERNEL_CACHE", str(shared))
+    assert numba_cpu.cache_dir() is None
+    shared.chmod(0o700)
+    assert numba_cpu.cache_dir() == shared
+
+
+def test_a_kernel_numba_cannot_build_runs_on_numpy(rng, monkeypatch):
+    numba = pytest.importorskip("numba")
+    parsed = expr_lang.parse("a * a + 1", ["a"])
+    a = sample(rng, "float64", (50,))
+    monkeypatch.setattr(numba_cpu, "_KERNELS", {})
+    monkeypatch.setattr(chunk, "_FAILED", set())
+
+    def broken(src):
+        raise numba.core.errors.TypingError("no such thing")
+
+    monkeypatch.setattr(numba_cpu, "compile_kernel", broken)
+    kernel = ExprKernel(parsed.text, ("a",), (), "float64", "numba",
+                        numba_cpu.source(parsed, {"a": "float64"}, {}))
+    assert_same(kernel(a), interpreted(parsed, {"a": a}), "float64", exact=True)
+    # not tried again in this process
+    monkeypatch.setattr(numba_cpu, "compile_kernel", lambda src: pytest.fail("retried"))
+    kernel(a)

@@ -18,6 +18,7 @@ from pipeline import expr as expr_lang
 from pipeline.kernels import blocked, cupy_gpu, numba_cpu
 
 log = logging.getLogger(__name__)
+_FAILED: set[str] = set()  # kernels numba could not build in this process: not retried
 
 
 @lru_cache(maxsize=256)
@@ -56,9 +57,17 @@ class ExprKernel:
         return blocked.evaluate(parsed, dict(zip(self.names, chunks)), params, self.out_dtype)
 
     def _numba(self, chunks):
+        if self.numba_source in _FAILED:
+            return None
         try:
             kernel = numba_cpu.compile_kernel(self.numba_source)
+            return numba_cpu.evaluate(kernel, list(chunks), self.out_dtype)  # compiles
         except ImportError:
             log.warning("numba is not installed on this worker: %r runs on NumPy", self.text)
-            return None
-        return numba_cpu.evaluate(kernel, list(chunks), self.out_dtype)
+        except Exception as e:
+            if not type(e).__module__.startswith("numba"):
+                raise
+            log.warning("numba cannot compile %r (%s: %s); it runs on NumPy", self.text,
+                        type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        _FAILED.add(self.numba_source)
+        return None

@@ -226,8 +226,8 @@ _LOCK = threading.Lock()
 def cache_dir() -> Path | None:
     """Where generated kernels and numba's cache of them live: ``PIPELINE_KERNEL_CACHE``,
     else ``$XDG_CACHE_HOME/pipeline/kernels`` (``~/.cache/...``), else a per-user folder
-    in the temporary directory; None when none of them is writable (then kernels are
-    compiled in memory, once per process)."""
+    in the temporary directory; the first that is this user's alone. None when none is
+    (then kernels are compiled in memory, once per process)."""
     env = os.environ.get("PIPELINE_KERNEL_CACHE")
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     uid = os.getuid() if hasattr(os, "getuid") else "user"
@@ -235,12 +235,21 @@ def cache_dir() -> Path | None:
                                     os.path.join(tempfile.gettempdir(), f"pipeline-kernels-{uid}")]
     for c in candidates:
         try:
-            Path(c).mkdir(parents=True, exist_ok=True)
-            if os.access(c, os.W_OK | os.X_OK):
+            Path(c).mkdir(mode=0o700, parents=True, exist_ok=True)
+            if _private(Path(c)):
                 return Path(c)
         except OSError:
             continue
     return None
+
+
+def _private(folder: Path) -> bool:
+    """Whether only this user can write ``folder``: kernels are imported from it and
+    numba's cache index is a pickle, so a folder others can write (a shared /tmp) would
+    let them run code in every worker."""
+    st = folder.stat()
+    mine = not hasattr(os, "getuid") or st.st_uid == os.getuid()
+    return mine and not st.st_mode & 0o022 and os.access(folder, os.W_OK | os.X_OK)
 
 
 def compile_kernel(src: str):
