@@ -37,8 +37,9 @@ _LOCK = threading.Lock()
 
 
 def functions(cupy) -> dict:
-    """The expression language's functions on CuPy arrays."""
-    return {name: getattr(cupy, attr) for name, attr in CUPY_NAMES.items()}
+    """The expression language's functions on CuPy arrays (those this CuPy has)."""
+    return {name: getattr(cupy, attr) for name, attr in CUPY_NAMES.items()
+            if hasattr(cupy, attr)}
 
 
 def is_cupy(chunk) -> bool:
@@ -52,16 +53,19 @@ def evaluate(parsed, names: tuple[str, ...], params: dict, chunks: list):
 
     fns = functions(cupy)
     key = (parsed.text, names, tuple(sorted(params.items())))
+
+    def body(*arrays):
+        return parsed(fns, {**params, **dict(zip(names, arrays))})
+
     with _LOCK:
         fused = _FUSED.get(key)
-        if fused is None and key not in _FAILED:
-
-            def body(*arrays):
-                return parsed(fns, {**params, **dict(zip(names, arrays))})
-
-            fused = _FUSED[key] = cupy.fuse(kernel_name="pipeline_expr")(body)
-    if fused is not None:
+        failed = key in _FAILED
+    if not failed:
         try:
+            if fused is None:
+                fused = cupy.fuse(kernel_name="pipeline_expr")(body)
+                with _LOCK:
+                    _FUSED[key] = fused
             return fused(*chunks)
         except MemoryError:  # CuPy's OutOfMemoryError: not a fusion problem
             raise
