@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import re
+
+# Longest part of an error line: values quoted from a workflow file can be megabytes long.
+MAX_PART_CHARS = 400
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+def one_line(text: str, limit: int = MAX_PART_CHARS) -> str:
+    """``text`` on one line, control characters (newlines, terminal escapes from a hostile
+    file) replaced by a space, cut to ``limit`` characters."""
+    text = _UNPRINTABLE.sub(" ", str(text)).strip()
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
 
 class PipelineError(Exception):
-    """Base class of the errors the CLI turns into one line and an exit code."""
-
-    exit_code = 1
-
-
-class InputError(PipelineError):
-    """Bad input: workflow file, overrides, paths, or an environment asked for but missing.
+    """Base class of the errors the CLI turns into one line and an exit code.
 
     Formats as ``error: <file>: <where>: <what> (<hint>)``; parts that are unknown are
-    left out.
+    left out, and each is cut to one line of at most :data:`MAX_PART_CHARS`.
     """
 
-    exit_code = 2
+    exit_code = 1
 
     def __init__(self, what: str, *, where: str | None = None, hint: str | None = None,
                  file: str | None = None):
@@ -24,9 +31,16 @@ class InputError(PipelineError):
         super().__init__(self.line())
 
     def line(self) -> str:
-        parts = [p for p in (self.file, self.where) if p]
-        text = ": ".join([*parts, self.what])
-        return f"error: {text}" + (f" ({self.hint})" if self.hint else "")
+        """The one line the CLI prints."""
+        parts = [one_line(p) for p in (self.file, self.where, self.what) if p]
+        hint = f" ({one_line(self.hint, 2 * MAX_PART_CHARS)})" if self.hint else ""
+        return "error: " + ": ".join(parts) + hint
+
+
+class InputError(PipelineError):
+    """Bad input: workflow file, overrides, paths, or an environment asked for but missing."""
+
+    exit_code = 2
 
     def located(self, *, where: str | None = None, file: str | None = None) -> InputError:
         """The same error with the location filled in where it was missing."""
@@ -45,6 +59,7 @@ class OpError(InputError):
 
 
 class RunFailed(PipelineError):
-    """The run itself failed: a stage raised on the workers, or the workers were lost."""
+    """The run itself failed: a stage raised on the workers, the workers were lost, or the
+    outputs could not be written. ``where`` names the stage when one is to blame."""
 
     exit_code = 1

@@ -10,12 +10,13 @@ one parsed expression serves every backend.
 from __future__ import annotations
 
 import ast
+import math
 import operator
 from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any, Callable, Iterable, Mapping
 
-from pipeline.errors import InputError
+from pipeline.errors import InputError, OpError
 
 # name -> (min args, max args)
 FUNCTIONS: Mapping[str, tuple[int, int]] = {
@@ -40,6 +41,11 @@ _OP_TEXT = {ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>", ast.MatMult: "@
             ast.Not: "not", ast.Is: "is", ast.IsNot: "is not", ast.In: "in",
             ast.NotIn: "not in"}
 
+# An expression is short: these bound the work and memory a hostile one can cost.
+MAX_CHARS = 10_000
+MAX_DEPTH = 100
+INT_BITS = 63  # integer constants, given or computed, must fit a signed 64-bit integer
+
 # A compiled node: (function namespace, variable values) -> value
 Node = Callable[[Mapping[str, Callable], Mapping[str, Any]], Any]
 
@@ -56,7 +62,20 @@ class Expr:
     tree: ast.AST = field(compare=False, repr=False, default=None)
 
     def __call__(self, functions: Mapping[str, Callable], variables: Mapping[str, Any]):
-        return self._fn(functions, variables)
+        """The expression's value.
+
+        Raises
+        ------
+        OpError
+            The values do not fit the operators (``&`` on floats, shapes that do not
+            broadcast, ...).
+        """
+        try:
+            return self._fn(functions, variables)
+        except (TypeError, ValueError, ArithmeticError) as e:
+            raise OpError(f"cannot evaluate {self.text!r}: {type(e).__name__}: {e}",
+                          where="expr", hint="check the operands' types and shapes: & | ~ "
+                          "take booleans or integers, strings can only be compared") from None
 
 
 def parse(text: str, variables: Iterable[str]) -> Expr:
@@ -70,10 +89,17 @@ def parse(text: str, variables: Iterable[str]) -> Expr:
     allowed = frozenset(variables)
     if not isinstance(text, str) or not text.strip():
         raise _err("must be a non-empty expression string", text)
+    if len(text) > MAX_CHARS:
+        raise _err(f"the expression is {len(text):,} characters long, more than "
+                   f"{MAX_CHARS:,}", text, hint="split it over several stages")
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
         raise _err(f"syntax error in {text!r} at column {e.offset}", text) from None
+    except (RecursionError, MemoryError):  # the parser's own stack
+        raise _err("the expression is nested too deeply", text,
+                   hint=f"at most {MAX_DEPTH} levels") from None
+    tree.body = _fold(tree.body, text, 0)
     used: set[str] = set()
     fn = _compile(tree.body, allowed, used, text)
     return Expr(text=text, names=frozenset(used), _fn=fn, tree=tree.body)
@@ -83,6 +109,61 @@ def _err(what: str, text, hint: str | None = None) -> InputError:
     return InputError(what, where="expr", hint=hint or
                       "allowed: names of the inputs/columns/params, numbers, + - * / // % **, "
                       "comparisons, & | ~, and the functions of 'python -m pipeline ops elementwise'")
+
+
+def _fold(node: ast.AST, text: str, depth: int) -> ast.AST:
+    """Check the tree's depth and its use of strings, and compute the parts made of
+    constants only, once, under limits: ``10**10**10`` or ``'a' * 10**10`` would
+    otherwise be computed with Python's unbounded integers and strings while the graph is
+    built (minutes, gigabytes). A folded part becomes one constant."""
+    if depth > MAX_DEPTH:
+        raise _err(f"the expression is nested more than {MAX_DEPTH} levels deep", text,
+                   hint="split it over several stages")
+    for name, value in ast.iter_fields(node):
+        if isinstance(value, ast.AST):
+            setattr(node, name, _fold(value, text, depth + 1))
+        elif isinstance(value, list):
+            value[:] = [_fold(v, text, depth + 1) if isinstance(v, ast.AST) else v
+                        for v in value]
+    if isinstance(node, ast.Constant):
+        _check_int(node.value, text)
+    operands = [node.left, node.right] if isinstance(node, ast.BinOp) \
+        else [node.operand] if isinstance(node, ast.UnaryOp) else []
+    if any(isinstance(o, ast.Constant) and isinstance(o.value, str) for o in operands):
+        raise _err("strings can only be compared (==, !=, <, ...)", text)
+    if not operands or not all(isinstance(o, ast.Constant) for o in operands):
+        return node
+    fn = (_BINARY if isinstance(node, ast.BinOp) else _UNARY).get(type(node.op))
+    if fn is None:
+        return node  # a refused operator: _compile names it
+    values = [o.value for o in operands]
+    if isinstance(node.op, ast.Pow):
+        _check_power(*values, text)
+    try:
+        result = fn(*values)
+    except ZeroDivisionError:
+        raise _err("division by zero in the constants", text) from None
+    except OverflowError:
+        raise _err("a constant overflows a float", text) from None
+    except TypeError as e:
+        raise _err(f"bad constants: {e}", text,
+                   hint="& | ~ take booleans or integers") from None
+    _check_int(result, text)
+    return ast.copy_location(ast.Constant(result), node)
+
+
+def _check_int(value, text: str) -> None:
+    if isinstance(value, int) and not -(1 << INT_BITS) <= value < 1 << INT_BITS:
+        raise _err(f"the integer constant {value} does not fit 64 bits", text,
+                   hint="write large numbers as floats, e.g. 1e30")
+
+
+def _check_power(base, exponent, text: str) -> None:
+    """Refuse an integer power too large to compute before computing it."""
+    if all(isinstance(v, int) for v in (base, exponent)) and exponent > 0 and abs(base) > 1:
+        if exponent * math.log2(abs(base)) > INT_BITS:
+            raise _err(f"{base}**{exponent} does not fit 64 bits", text,
+                       hint="write large numbers as floats, e.g. 1e30")
 
 
 def _compile(node: ast.AST, allowed: frozenset, used: set, text: str) -> Node:
