@@ -11,7 +11,9 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -19,10 +21,17 @@ from typing import Any, Mapping
 
 import yaml
 
+from pipeline import trust
 from pipeline.errors import InputError
 
-NAME_RE = re.compile(r"^[a-z0-9_-]+$")
-ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+# Used with fullmatch: `$` would also accept a trailing newline.
+NAME_RE = re.compile(r"[a-z0-9_-]+")
+ID_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+# A workflow is a page of YAML. These bound the time and memory a hostile file can cost:
+# its size, and its values once YAML aliases are expanded (an "alias bomb" of a few
+# hundred bytes expands to billions of values as soon as anything walks it).
+MAX_FILE_BYTES = 1 << 20
+MAX_VALUES = 100_000
 BACKENDS = ("auto", "cpu", "gpu")
 PROTOCOLS = ("tcp", "ucx")
 TOP_KEYS = ("name", "description", "backend", "cluster", "output_dir", "stages")
@@ -47,7 +56,22 @@ STAGE_KEYS = ("id", "op", "input", "inputs")
 
 class _Loader(yaml.SafeLoader):
     """YAML 1.2 booleans only: YAML 1.1 reads on/off/yes/no as booleans, which would turn
-    a stage key like ``on:`` (``join``) into ``True``."""
+    a stage key like ``on:`` (``join``) into ``True``. A key given twice in one mapping
+    is an error (YAML says keys are unique; PyYAML lets the last one win silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                    continue
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first given on line "
+                        f"{seen[key].line + 1})", key_node.start_mark)
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
 
 
 _BOOL = "tag:yaml.org,2002:bool"
@@ -59,7 +83,88 @@ _Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False
 
 
 def parse_yaml(text: str):
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    """The YAML value of ``text``.
+
+    Raises
+    ------
+    yaml.YAMLError
+        Bad syntax or a duplicate key, with its line.
+    InputError
+        Nested too deeply, more than :data:`MAX_VALUES` values once aliases are expanded,
+        or an alias that contains itself.
+    """
+    try:
+        value = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise InputError("the YAML is nested too deeply", hint="a workflow is a few levels "
+                         "deep: stages, their parameters, lists") from None
+    _check_size(value)
+    return value
+
+
+def _check_size(value) -> None:
+    """Count ``value``'s values the way anything that walks it (a copy, a message, the
+    report) would: an aliased part once per appearance. Each shared part is counted once
+    and remembered, so an alias bomb costs no more than its text."""
+    counted: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(v) -> int:
+        if not isinstance(v, (list, dict)):
+            return 1
+        if id(v) in counted:
+            return counted[id(v)]
+        if id(v) in active:
+            raise InputError("a YAML alias refers to a value that contains it",
+                             hint="anchors (&a) may only be used after their value ends")
+        active.add(id(v))
+        n = 1 + sum(size(item) for item in (v.values() if isinstance(v, dict) else v))
+        active.discard(id(v))
+        counted[id(v)] = n
+        return n
+
+    n = size(value)
+    if n > MAX_VALUES:
+        raise InputError(f"the document holds {n:,} values once its aliases are expanded, "
+                         f"more than {MAX_VALUES:,}",
+                         hint="a workflow is a page of YAML; is this an alias bomb?")
+
+
+def read_text(path: Path) -> str:
+    """The text of the workflow file ``path``: a regular file of at most
+    :data:`MAX_FILE_BYTES`, UTF-8.
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable, not a regular file (a folder, a device like /dev/zero, a FIFO
+        that would block), too large, or not text.
+    """
+    try:
+        # O_NONBLOCK: opening a FIFO for reading would wait for a writer forever
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise InputError("workflow file not found", file=str(path),
+                         hint="check the path") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        raise InputError(f"cannot read workflow file: {e}", file=str(path)) from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise InputError("not a regular file (a folder, device or pipe)", file=str(path),
+                             hint="give the path of a workflow YAML file")
+        try:
+            data = f.read(MAX_FILE_BYTES + 1)
+        except OSError as e:
+            raise InputError(f"cannot read workflow file: {e}", file=str(path)) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise InputError(f"larger than {MAX_FILE_BYTES >> 10} KiB", file=str(path),
+                         hint="a workflow is a page of YAML; data belongs in files that "
+                              "'read' stages name")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"not UTF-8 text ({e.reason} at byte {e.start})", file=str(path),
+                         hint="is this a workflow YAML file?") from None
 
 
 def did_you_mean(word: str, choices) -> str:
@@ -129,7 +234,8 @@ class Workflow:
         return next(s for s in self.stages if s.id == stage_id)
 
 
-def load(path: str | Path, overrides=(), output_dir: str | Path | None = None) -> Workflow:
+def load(path: str | Path, overrides=(), output_dir: str | Path | None = None, *,
+         trust_workflow: bool = False) -> Workflow:
     """Read, override and validate a workflow file.
 
     Parameters
@@ -140,22 +246,22 @@ def load(path: str | Path, overrides=(), output_dir: str | Path | None = None) -
         ``KEY=VALUE`` strings (``--set``); the value is parsed as YAML.
     output_dir : str or Path, optional
         Replaces the file's ``output_dir`` (``--output-dir``).
+    trust_workflow : bool
+        Accept the settings that reach other machines (scheduler address, TLS settings, a
+        dashboard open beyond loopback) from the file itself (:mod:`pipeline.trust`).
 
     Raises
     ------
     InputError
-        For any problem with the file, an override or a field, located by file and key.
+        For any problem with the file, an override or a field, located by file and key;
+        a setting the file may not make on its own.
     """
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InputError("workflow file not found", file=str(path),
-                         hint="check the path") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read workflow file: {e}", file=str(path)) from None
+    text = read_text(path)
     try:
         raw = parse_yaml(text)
+    except InputError as e:
+        raise e.located(file=str(path)) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
@@ -166,6 +272,8 @@ def load(path: str | Path, overrides=(), output_dir: str | Path | None = None) -
         if not isinstance(raw, dict):
             raise InputError("the file must be a YAML mapping with 'name' and 'stages'",
                              hint="see workflows/spectrum.yaml for an example")
+        trust.check(raw, (item.partition("=")[0].strip() for item in overrides),
+                    trust_workflow)
         raw = copy.deepcopy(raw)
         for item in overrides:
             apply_override(raw, item)
@@ -187,6 +295,8 @@ def apply_override(raw: dict, item: str) -> None:
     except yaml.YAMLError:
         raise InputError(f"bad override value '{value_text}'", where=f"--set {key}",
                          hint="the value is parsed as YAML: quote strings with spaces") from None
+    except InputError as e:
+        raise e.located(where=f"--set {key}") from None
     parts = key.strip().split(".")
     if parts[0] not in TOP_KEYS:
         raise unknown_key(parts[0], TOP_KEYS, f"--set {key}")
@@ -224,7 +334,7 @@ def _validate(raw: dict, path: Path) -> Workflow:
         if key not in TOP_KEYS:
             raise unknown_key(key, TOP_KEYS, "top level")
     name = raw.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise InputError(f"bad name {name!r}", where="name",
                          hint="required; lowercase letters, digits, '_' and '-'")
     description = raw.get("description") or ""
@@ -268,6 +378,8 @@ def _cluster(raw, base_dir: Path) -> ClusterSpec:
         if c[key] is not None and not isinstance(c[key], str):
             raise InputError(f"bad value {c[key]!r}", where=f"cluster.{key}",
                              hint="a string like 'tcp://host:8786', or null")
+    if c["dashboard_address"] is not None:
+        trust.listen_hosts(c["dashboard_address"], "cluster.dashboard_address")
     c["security"] = _security(c["security"], base_dir)
     _size_setting(c, "memory_limit", "'auto', a fraction of the host's memory like 0.5, a "
                   "size like \"8GB\", or 0 / null (no limit)")
@@ -337,7 +449,7 @@ def _stages(raw) -> tuple[Stage, ...]:
         if not isinstance(st, dict):
             raise InputError("each stage must be a mapping with 'id' and 'op'", where=where)
         sid = st.get("id")
-        if not isinstance(sid, str) or not ID_RE.match(sid):
+        if not isinstance(sid, str) or not ID_RE.fullmatch(sid):
             raise InputError(f"bad or missing id {sid!r}", where=where,
                              hint="a name of letters, digits, '_' and '-'")
         where = f"stages.{sid}"

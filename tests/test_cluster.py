@@ -100,7 +100,7 @@ def write(tmp_path, security: str):
 def test_cluster_security_builds_a_dask_security(tmp_path):
     path = write(tmp_path, "{tls_ca_file: ca.pem, tls_client_cert: client.pem, "
                            "tls_client_key: client.pem, require_encryption: true}")
-    wf = spec.load(path)
+    wf = spec.load(path, trust_workflow=True)  # the file sets an address and TLS files
     assert wf.cluster.security == {"tls_ca_file": str(tmp_path / "ca.pem"),
                                    "tls_client_cert": str(tmp_path / "client.pem"),
                                    "tls_client_key": str(tmp_path / "client.pem"),
@@ -109,7 +109,8 @@ def test_cluster_security_builds_a_dask_security(tmp_path):
     assert sec.tls_ca_file == str(tmp_path / "ca.pem")
     assert sec.tls_client_cert == sec.tls_client_key == str(tmp_path / "client.pem")
     assert sec.require_encryption is True
-    assert cluster.security(spec.load(write(tmp_path, "null")).cluster) is None
+    assert cluster.security(spec.load(write(tmp_path, "null"), trust_workflow=True).cluster) \
+        is None
 
 
 @pytest.mark.parametrize("security, fragment", [
@@ -121,7 +122,7 @@ def test_cluster_security_builds_a_dask_security(tmp_path):
     ("[ca.pem]", "cluster.security: must be a mapping"),
 ])
 def test_bad_cluster_security_is_exit_2(tmp_path, capsys, security, fragment):
-    assert main(["validate", str(write(tmp_path, security))]) == 2
+    assert main(["validate", str(write(tmp_path, security)), "--trust-workflow"]) == 2
     err = capsys.readouterr().err.strip()
     assert fragment in err and err.startswith("error: ") and "\n" not in err
 

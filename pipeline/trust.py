@@ -1,0 +1,103 @@
+"""What a workflow file may ask for on its own, and what needs the user's say-so.
+
+Running a workflow file must not mean trusting its author with the machine. Three cluster
+settings reach beyond it: ``cluster.address`` connects this process to a Dask scheduler,
+and a scheduler can run code in every client that connects to it (each reply it sends is
+unpickled here); ``cluster.security`` hands that scheduler this user's TLS credentials;
+a ``dashboard_address`` that is not a loopback address opens a port to other machines.
+They come from the user (the command line: ``--address``, ``--dashboard-address``,
+``--set``; the environment or a user config file, through Dask's configuration) or from a
+workflow file run with ``--trust-workflow``. Nothing here imports dask.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any, Iterable, Mapping
+
+from pipeline.errors import InputError
+
+FLAG = "--trust-workflow"
+# key under `cluster:` -> the user's own way to give it
+OWN_WAY = {
+    "address": "--address ADDR, or DASK_PIPELINE__ADDRESS in the environment",
+    "dashboard_address": "--dashboard-address ADDR",
+    "security": "--set cluster.security=..., or Dask's distributed.comm.tls settings",
+}
+_HOST = re.compile(r"[A-Za-z0-9.-]*")
+
+
+def listen_hosts(value: str, where: str) -> list[str]:
+    """The hosts of a dashboard address as Dask reads it (``host:port``, ``:port``,
+    ``port``, ``host``, comma-separated); ``""`` means every interface.
+
+    Raises
+    ------
+    InputError
+        Not an address Dask would accept.
+    """
+    hosts = []
+    for item in value.split(","):
+        host, sep, port = item.strip().rpartition(":")
+        if not sep and not port.isdigit():  # "host" alone: any free port
+            host, port = port, "0"
+        if not (_HOST.fullmatch(host) and port.isdigit() and int(port) <= 65535):
+            raise InputError(f"bad address {value!r}", where=where,
+                             hint="HOST:PORT, e.g. 127.0.0.1:8787; port 0 picks a free one")
+        hosts.append(host)
+    return hosts
+
+
+def is_loopback(value: str, where: str) -> bool:
+    """Whether a dashboard address listens on this machine only."""
+    def loopback(host: str) -> bool:
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:  # "" (every interface) or a host name: reachable from outside
+            return False
+
+    return all(loopback(h) for h in listen_hosts(value, where))
+
+
+def risky(cluster: Any) -> dict[str, Any]:
+    """The settings of a ``cluster:`` mapping that reach beyond this machine."""
+    if not isinstance(cluster, Mapping):
+        return {}
+    out = {key: cluster[key] for key in ("address", "security")
+           if cluster.get(key) is not None}
+    dash = cluster.get("dashboard_address")
+    if isinstance(dash, str) and not is_loopback(dash, "cluster.dashboard_address"):
+        out["dashboard_address"] = dash
+    return out
+
+
+def check(file_raw: Mapping, override_keys: Iterable[str], trusted: bool) -> None:
+    """Refuse the risky settings that come from the workflow file itself.
+
+    ``file_raw`` is the document as read from the file; ``override_keys`` the keys the
+    command line set (``--set cluster.address=...`` or ``--set cluster={...}`` make a
+    setting the user's own).
+
+    Raises
+    ------
+    InputError
+        The file sets one, and ``trusted`` is false; the hint says how to allow it.
+    """
+    own = set(override_keys)
+    cluster = file_raw.get("cluster")
+    if trusted or "cluster" in own or not isinstance(cluster, Mapping):
+        return
+    for key, value in risky({k: v for k, v in cluster.items()
+                             if f"cluster.{k}" not in own}).items():
+        shown = "TLS credentials" if key == "security" else repr(value)
+        what = {"address": f"the workflow file asks to connect to the scheduler at {shown}; "
+                           "a scheduler can run code in this process",
+                "security": f"the workflow file sets {shown} for the scheduler",
+                "dashboard_address": f"the workflow file asks to open the dashboard on "
+                                     f"{shown}, reachable from other machines"}[key]
+        raise InputError(what, where=f"cluster.{key}",
+                         hint=f"give it yourself ({OWN_WAY[key]}), or run with {FLAG} if "
+                              "you trust the file's author")
