@@ -11,7 +11,7 @@ import dask.array as da
 import numpy as np
 
 from pipeline import expr as expr_lang
-from pipeline import kernels
+from pipeline import kernels, limits
 from pipeline.errors import OpError
 from pipeline.ops.context import Context
 from pipeline.ops.registry import op
@@ -382,6 +382,7 @@ def rechunk(ctx: Context, x, *, chunks: Chunks):
     ```
     """
     check_chunks(chunks, x.ndim)  # dask ignores extra list entries, divides by a 0 size
+    limits.check_array(x.shape, chunks, x.dtype)
     try:
         return x.rechunk(chunks)
     except (ValueError, TypeError) as e:

@@ -11,6 +11,7 @@ import math
 
 import dask.array as da
 
+from pipeline import limits
 from pipeline.errors import OpError
 from pipeline.ops.context import Context
 from pipeline.ops.registry import op
@@ -37,10 +38,17 @@ def arange(ctx: Context, *, stop: float, start: float = 0, step: float = 1,
     if dtype not in DTYPES:
         raise OpError(f"unsupported dtype '{dtype}'", where="dtype",
                       hint="one of: " + ", ".join(DTYPES))
+    for key, value in (("start", start), ("stop", stop), ("step", step)):
+        if not math.isfinite(value):
+            raise OpError(f"{key} must be a finite number, got {value}", where=key)
     if step == 0:
         raise OpError("step must not be 0", where="step")
-    n = max(math.ceil((stop - start) / step), 0)
+    span = (stop - start) / step
+    if not math.isfinite(span):
+        raise OpError(f"[{start}, {stop}) in steps of {step} is too many values", where="stop")
+    n = max(math.ceil(span), 0)
     check_chunks(chunks, 1)
+    limits.check_array([n], chunks, dtype)
     try:
         # dask's arange follows the array.backend config: cupy chunks on the GPU
         return da.arange(start, stop, step, chunks=chunks, dtype=dtype)

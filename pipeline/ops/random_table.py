@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from pipeline.backends import Backend
+from pipeline import limits
 from pipeline.errors import OpError
 from pipeline.ops.context import Context
 from pipeline.ops.frames import _missing_as_null, remember_lengths
@@ -41,8 +42,9 @@ def _column_spec(name: str, spec) -> tuple:
                           hint="accepted keys: " + ", ".join(sorted(COLUMN_KEYS)))
     number = (int, float)
     for key in ("loc", "scale", "low", "high", "null_fraction"):
-        if key in spec and (not isinstance(spec[key], number) or isinstance(spec[key], bool)):
-            raise OpError(f"'{key}' must be a number, got {spec[key]!r}", where=where)
+        if key in spec and (not isinstance(spec[key], number) or isinstance(spec[key], bool)
+                            or not math.isfinite(spec[key])):
+            raise OpError(f"'{key}' must be a finite number, got {spec[key]!r}", where=where)
     nulls = float(spec.get("null_fraction", 0.0))
     if not 0.0 <= nulls <= 1.0:
         raise OpError(f"null_fraction must be in [0, 1], got {nulls}", where=where)
@@ -74,6 +76,9 @@ def _column_spec(name: str, spec) -> tuple:
     low, high = float(spec.get("low", 0.0)), float(spec.get("high", 1.0))
     if not high > low:
         raise OpError(f"high ({high}) must be greater than low ({low})", where=where)
+    if not math.isfinite(high - low):
+        raise OpError(f"the range [{low}, {high}) is wider than the largest float",
+                      where=where, hint="narrow it")
     return ("uniform", low, high, nulls, dtype)
 
 
@@ -153,6 +158,7 @@ def random_table(ctx: Context, *, rows: int, columns: dict[str, dict],
     specs = tuple((str(name), _column_spec(str(name), spec)) for name, spec in columns.items())
     nparts = partitions or math.ceil(rows / ROWS_PER_PARTITION)
     nparts = max(1, min(nparts, rows))  # no empty partitions (divisions must increase)
+    limits.check_count(nparts, f"a table of {rows:,} rows", where="partitions")
     starts = tuple(rows * i // nparts for i in range(nparts + 1))
     if seed is None:  # drawn once here, so every partition (and retry) agrees
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])

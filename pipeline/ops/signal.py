@@ -58,6 +58,9 @@ def window(ctx: Context, *, length: int, name: str = "hann", param: float | None
     _check_dtype(dtype)
     if length < 1:
         raise OpError(f"length must be >= 1, got {length}", where="length")
+    if length > 1 << 24:
+        raise OpError(f"a window of {length:,} points is too large", where="length",
+                      hint="at most 16 M points: windows are made on the client")
     spec = name if param is None else (name, param)
     try:
         values = scipy.signal.get_window(spec, length, fftbins=not sym)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import dask.array as da
 import numpy as np
 
+from pipeline import limits
 from pipeline.errors import OpError
 from pipeline.ops.context import Context
 from pipeline.ops.formats import READERS, format_of
@@ -82,9 +84,12 @@ def random(ctx: Context, *, shape: list[int], chunks: Chunks = "auto", dtype: st
         if value is not None and key not in own:
             raise OpError(f"'{key}' does not apply to distribution {distribution}", where=key,
                           hint=f"{distribution} takes: " + ", ".join(own))
+        if value is not None and not math.isfinite(value):
+            raise OpError(f"{key} must be a finite number, got {value}", where=key)
     if scale is not None and scale < 0:  # numpy's normal() refuses it too
         raise OpError(f"scale must be >= 0, got {scale}", where="scale")
     check_chunks(chunks, len(shape))
+    limits.check_array(shape, chunks, dtype)
     try:
         chunks = da.core.normalize_chunks(chunks, tuple(shape), dtype=np.dtype(dtype))
     except (ValueError, TypeError) as e:
@@ -100,6 +105,9 @@ def random(ctx: Context, *, shape: list[int], chunks: Chunks = "auto", dtype: st
     high = 1.0 if high is None else high
     if not high > low:
         raise OpError(f"high ({high}) must be greater than low ({low})", where="high")
+    if not math.isfinite(high - low):
+        raise OpError(f"the range [{low}, {high}) is wider than the largest float",
+                      where="high", hint="narrow it")
     # x * (high - low) + low rounds in `dtype`, and can land on `high` itself (about 1.5%
     # of float32 samples with low=2**24, high=2**24+64), or below `low` when `low` is not
     # representable: clip to the representable values inside [low, high).
