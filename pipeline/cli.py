@@ -11,12 +11,19 @@ import inspect
 import sys
 import traceback
 
-from pipeline.errors import InputError, PipelineError
+from pipeline.errors import InputError, PipelineError, one_line
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error format (its own prints the usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipeline",
-                                description="Dask-on-GPU pipelines from a workflow file.")
+    p = _Parser(prog="python -m pipeline",
+                description="Dask-on-GPU pipelines from a workflow file.")
     p.add_argument("--verbose", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -25,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="K=V", help="override a field (YAML value), repeatable")
         sp.add_argument("--backend", choices=("auto", "cpu", "gpu"))
+        sp.add_argument("--trust-workflow", action="store_true",
+                        help="let the file set cluster.address, cluster.security and a "
+                             "dashboard open to other machines (README: trust)")
         sp.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks")
 
@@ -73,11 +83,17 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as e:
         if args.verbose:
             traceback.print_exc()
-        print(e.line() if isinstance(e, InputError) else f"error: {e}", file=sys.stderr)
+        print(e.line(), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        print("error: interrupted (Ctrl-C); the run folder is left as it was", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - a bug of ours: still one line, never a trace
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: internal error: {one_line(f'{type(e).__name__}: {e}')} (a bug in "
+              "the pipeline; --verbose shows where, please report it)", file=sys.stderr)
+        return 1
 
 
 def _load(args):
@@ -86,7 +102,8 @@ def _load(args):
     overrides = list(args.overrides)
     if args.backend:
         overrides.append(f"backend={args.backend}")
-    wf = spec.load(args.workflow, overrides, output_dir=getattr(args, "output_dir", None))
+    wf = spec.load(args.workflow, overrides, output_dir=getattr(args, "output_dir", None),
+                   trust_workflow=args.trust_workflow)
     return plan.build(wf)
 
 
@@ -120,6 +137,7 @@ def _validate(args) -> int:
 def _run(args) -> int:
     from pipeline import cluster, runner
     from pipeline.report import human_bytes, table
+    from pipeline.runfolder import RunFolder
 
     p = _load(args)
     wf = p.workflow
@@ -127,15 +145,17 @@ def _run(args) -> int:
     for w in p.warnings:
         print(f"warning: {w}", file=sys.stderr)
     dash = None if args.no_dashboard else (args.dashboard_address or "keep")
-    # the backend is resolved here (local cluster) or on the workers (existing cluster)
-    with cluster.connect(wf.cluster, wf.backend, address=args.address,
-                         dashboard_address=dash, tables=p.table_stages) as session:
+    # the run folder is checked and locked before any worker starts; the backend is
+    # resolved here (local cluster) or on the workers (existing cluster)
+    with RunFolder(wf.output_dir) as folder, \
+            cluster.connect(wf.cluster, wf.backend, address=args.address,
+                            dashboard_address=dash, tables=p.table_stages) as session:
         if session.dashboard_link:  # first thing, so a user can open it while it runs
             say(f"dashboard: {session.dashboard_link}")
         sized = session.backend.chunk_bytes
         say(f"workflow '{wf.name}': backend {session.backend_why}"
             + (f"; chunks: auto = {human_bytes(sized)}, from the GPU's memory" if sized else ""))
-        doc = runner.run(p, session.backend, session,
+        doc = runner.run(p, session.backend, session, folder=folder,
                          progress=not args.quiet and sys.stdout.isatty())
     for lost in doc.get("lost_workers", ()):
         gone = "left" if lost["graceful"] else "was lost"

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from pipeline import backends
+from pipeline import backends, trust
 from pipeline.backends import Backend
 from pipeline.errors import InputError
 from pipeline.gpu import extras
@@ -65,8 +65,7 @@ def connect(spec: ClusterSpec, backend: Backend | str, *, address: str | None = 
     """
     from distributed import Client
 
-    where = "--address" if address else "cluster.address"
-    address = address or spec.address
+    address, where = _address(address, spec)
     if address:
         requested = backend if isinstance(backend, str) else backend.name
         with _existing(address, spec, where) as client:
@@ -75,14 +74,95 @@ def connect(spec: ClusterSpec, backend: Backend | str, *, address: str | None = 
             yield Session(client, "existing", address, client.dashboard_link, n,
                           _ready(client, chosen), why)
         return
+    dash = spec.dashboard_address if dashboard_address == "keep" else dashboard_address
+    if dash is not None:
+        trust.listen_hosts(dash, "--dashboard-address" if dashboard_address != "keep"
+                           else "cluster.dashboard_address")
+    _memory_limit(spec)
     backend, why = backends.resolve(backend, tables=tables) if isinstance(backend, str) \
         else (backend, backend.name)
-    dash = spec.dashboard_address if dashboard_address == "keep" else dashboard_address
-    cluster = _local_cuda(spec, dash) if backend.name == "gpu" else _local(spec, dash)
-    with cluster, Client(cluster) as client:
-        yield Session(client, type(cluster).__name__, cluster.scheduler_address,
-                      cluster.dashboard_link if dash else None, len(cluster.workers),
-                      _ready(client, backend), why)
+    with _ctrl_c_held() as release:
+        cluster = _local_cuda(spec, dash) if backend.name == "gpu" else _local(spec, dash)
+        with cluster:
+            release()  # a Ctrl-C pressed meanwhile is raised here: the cluster is closed
+            with Client(cluster) as client:
+                yield Session(client, type(cluster).__name__, cluster.scheduler_address,
+                              cluster.dashboard_link if dash else None, len(cluster.workers),
+                              _ready(client, backend), why)
+
+
+@contextmanager
+def _ctrl_c_held():
+    """Hold Ctrl-C (SIGINT) back while a local cluster starts; yields ``release``.
+
+    The worker processes are started meanwhile, and a process inherits its parent's
+    blocked signals, so they never see the terminal's SIGINT at all: the client alone
+    stops the run, and no worker prints a traceback (half-started ones included). A
+    SIGINT that arrives while it is held stays pending and is raised by ``release``.
+    :mod:`pipeline.quiet_worker` covers workers started from a thread that was created
+    before (an event loop thread Dask reuses).
+    """
+    import signal
+    import threading
+    from multiprocessing import resource_tracker
+
+    if not hasattr(signal, "pthread_sigmask") \
+            or threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    # multiprocessing starts its resource tracker with the first worker process and then
+    # unblocks SIGINT in the calling thread: start it first, so it does not undo the block
+    resource_tracker.ensure_running()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    try:
+        yield release
+    finally:
+        release()
+
+
+def _address(given: str | None, spec: ClusterSpec) -> tuple[str | None, str]:
+    """The scheduler to use, and where it was asked for: ``--address``, then the workflow's
+    ``cluster.address`` (allowed by :mod:`pipeline.trust`), then the user's Dask config
+    ``pipeline.address`` (``DASK_PIPELINE__ADDRESS`` in the environment)."""
+    import dask
+
+    for address, where in ((given, "--address"), (spec.address, "cluster.address"),
+                           (dask.config.get("pipeline.address", None),
+                            "pipeline.address (Dask config)")):
+        if address:
+            return str(address), where
+    return None, ""
+
+
+def _memory_limit(spec: ClusterSpec) -> None:
+    """Check ``cluster.memory_limit`` as a worker would read it, before starting any.
+
+    Raises
+    ------
+    InputError
+        Not ``auto``, a fraction of the host's memory, a byte count or a size like "4GB".
+    """
+    from distributed.worker_memory import parse_memory_limit
+
+    value = spec.memory_limit
+    try:
+        if isinstance(value, bool):
+            raise ValueError(value)
+        limit = parse_memory_limit(value, 1, logger=logging.getLogger(__name__))
+    except (ValueError, TypeError, OverflowError):
+        limit = -1
+    if limit is not None and limit < 0:
+        raise InputError(f"bad value {value!r}", where="cluster.memory_limit",
+                         hint="'auto', a fraction of this host's memory like 0.5, or a size "
+                              "like \"4GB\" per worker")
 
 
 def _ready(client, backend: Backend) -> Backend:
@@ -116,13 +196,18 @@ def _existing(address: str, spec: ClusterSpec, where: str):
                              hint="set cluster.security (tls_ca_file, tls_client_cert, "
                                   "tls_client_key), or Dask's distributed.comm.tls config; "
                                   "docs/deploy.md")
+    unreachable = InputError(
+        f"cannot reach the scheduler at {address} within {connect_s:g} s", where=where,
+        hint="is `dask scheduler` running there, and reachable from here? TLS schedulers "
+             "need tls:// and cluster.security")
     try:
+        _probe(address, connect_s, sec)
         client = Client(address, timeout=connect_s, security=sec)
-    except (OSError, TimeoutError) as e:
-        raise InputError(f"cannot reach the scheduler at {address} within {connect_s:g} s "
-                         f"({type(e).__name__})", where=where,
-                         hint="is `dask scheduler` running there, and reachable from here? "
-                              "TLS schedulers need tls:// and cluster.security") from None
+    except (OSError, TimeoutError):
+        raise unreachable from None
+    except (ValueError, TypeError) as e:  # e.g. an unknown scheme: foo://host
+        raise InputError(f"bad scheduler address {address!r}: {e}", where=where,
+                         hint="e.g. tcp://host:8786 or tls://host:8786") from None
     with client:
         workers_s = timeout_s("workers-timeout")
         try:
@@ -133,6 +218,35 @@ def _existing(address: str, spec: ClusterSpec, where: str):
                              hint=f"start some: dask worker {address} (CPU) or "
                                   f"dask cuda worker {address} (GPU)") from None
         yield client
+
+
+def _probe(address: str, timeout: float, sec) -> None:
+    """Open and close one connection to ``address`` within ``timeout`` seconds, handshake
+    included: Dask's own connect waits for the handshake without a deadline, so a server
+    that accepts the connection but is not a scheduler (an HTTP server) would hang it.
+    The handshake is not deserialized here (it is not our code's to unpickle).
+
+    Raises
+    ------
+    OSError, TimeoutError
+        Nothing answered as a Dask scheduler in time.
+    """
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed.comm import connect
+    from distributed.security import Security
+
+    async def once():
+        # Security() holds Dask's distributed.comm.tls config, as the Client would use it
+        args = (sec or Security()).get_connection_args("client")
+        comm = await asyncio.wait_for(connect(address, timeout=timeout, deserialize=False,
+                                              **args), timeout)
+        await comm.close()
+
+    # its own thread and event loop: the caller may be running one (a notebook)
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, once()).result()
 
 
 def _workers_backend(client, requested: str, address: str, where: str,
@@ -169,6 +283,16 @@ def _dashboard_kwargs(dash: str | None) -> dict:
     return {"dashboard_address": dash}
 
 
+def _quiet_workers() -> dict:
+    """Local workers that leave Ctrl-C to the client (:mod:`pipeline.quiet_worker`) and
+    log nothing below CRITICAL: a task's failure reaches the user once, as the run's one
+    error line and in its report, not as a worker's traceback on the terminal."""
+    import dask
+
+    preload = [*dask.config.get("distributed.worker.preload"), "pipeline.quiet_worker"]
+    return {"preload": preload, "silence_logs": logging.CRITICAL}
+
+
 def _threads(spec: ClusterSpec, auto: int) -> int:
     return auto if spec.threads_per_worker == "auto" else spec.threads_per_worker
 
@@ -179,7 +303,7 @@ def _local(spec: ClusterSpec, dash: str | None):
     n = (os.cpu_count() or 1) if spec.n_workers == "auto" else spec.n_workers
     return LocalCluster(n_workers=n, threads_per_worker=_threads(spec, 1),
                         memory_limit=spec.memory_limit, processes=True,
-                        silence_logs=logging.ERROR, **_dashboard_kwargs(dash))
+                        **_quiet_workers(), **_dashboard_kwargs(dash))
 
 
 def local_cuda_kwargs(spec: ClusterSpec, dash: str | None) -> dict:
@@ -195,7 +319,7 @@ def local_cuda_kwargs(spec: ClusterSpec, dash: str | None) -> dict:
     kwargs = dict(threads_per_worker=_threads(spec, 1), memory_limit=spec.memory_limit,
                   device_memory_limit=device_memory_limit(spec.device_memory_limit),
                   enable_cudf_spill=spec.enable_cudf_spill, protocol=spec.protocol,
-                  silence_logs=logging.ERROR, **_dashboard_kwargs(dash))
+                  **_quiet_workers(), **_dashboard_kwargs(dash))
     if spec.n_workers != "auto":
         kwargs["n_workers"] = spec.n_workers
     if spec.rmm_pool_size is not None:

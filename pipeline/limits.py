@@ -17,7 +17,6 @@ from typing import Any
 from pipeline.errors import InputError, OpError
 
 MAX_CHUNKS = 100_000  # default of the `pipeline.max-chunks` Dask config key
-HINT = "use larger chunks, or raise pipeline.max-chunks in Dask's config"
 
 
 def max_chunks() -> int:
@@ -79,8 +78,8 @@ def count_chunks(shape, chunks: Any, itemsize: int) -> float:
     return count
 
 
-def check_count(count: float, what: str, where: str = "chunks") -> None:
-    """Refuse more than :func:`max_chunks` chunks.
+def check_count(count: float, what: str, where: str = "chunks", unit: str = "chunks") -> None:
+    """Refuse more than :func:`max_chunks` chunks (or partitions: ``unit``).
 
     Raises
     ------
@@ -89,8 +88,9 @@ def check_count(count: float, what: str, where: str = "chunks") -> None:
     """
     limit = max_chunks()
     if count > limit:
-        raise OpError(f"{what} makes {count:,.0f} chunks, more than {limit:,}",
-                      where=where, hint=HINT)
+        raise OpError(f"{what} makes {count:,.0f} {unit}, more than {limit:,}",
+                      where=where, hint=f"use larger {unit}, or raise pipeline.max-chunks "
+                                        "in Dask's config")
 
 
 def check_array(shape, chunks, dtype, where: str = "chunks") -> None:
@@ -132,6 +132,6 @@ def check_fits(stage_values: dict[str, Any], memory_limit: int | None) -> None:
                 raise InputError(f"a chunk of {format_bytes(size)} is larger than a worker's "
                                  f"memory limit ({format_bytes(memory_limit)})",
                                  where=f"stages.{sid}",
-                                 hint="use smaller chunks (this stage's or its input's "
-                                      "'chunks', or a rechunk), or more memory per worker "
-                                      "(cluster.memory_limit)")
+                                 hint="use smaller chunks: this stage's or its input's "
+                                      "'chunks', or a rechunk; or give workers more memory: "
+                                      "cluster.memory_limit")

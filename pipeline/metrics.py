@@ -23,6 +23,13 @@ SPILL_FIELDS = {"spill-device-to-host": "spilled_bytes",
 COMPUTE_LABELS = ("thread-cpu", "thread-noncpu")
 
 
+def empty() -> dict:
+    """A stage's metrics before (or without) any task of its own."""
+    return {"wall_s": 0.0, "compute_s": 0.0, "tasks": 0, "h2d_bytes": 0, "d2h_bytes": 0,
+            "h2d_s": 0.0, "d2h_s": 0.0, "start": None, "stop": None,
+            **dict.fromkeys(SPILL_FIELDS.values(), 0)}
+
+
 def stage_metrics(client, span_ids: dict[str, str]) -> dict[str, dict]:
     """``{stage id: metrics}`` for the spans of one run."""
     client.run(_flush_metrics)  # fine metrics reach the scheduler with each heartbeat
@@ -39,9 +46,7 @@ def _read_spans(dask_scheduler, span_ids: dict[str, str]) -> dict[str, dict]:
     out = {}
     for stage_id, span_id in span_ids.items():
         span = spans.get(span_id)
-        m = {"wall_s": 0.0, "compute_s": 0.0, "tasks": 0, "h2d_bytes": 0, "d2h_bytes": 0,
-             "h2d_s": 0.0, "d2h_s": 0.0, "start": None, "stop": None,
-             **dict.fromkeys(SPILL_FIELDS.values(), 0)}
+        m = empty()
         if span is not None:
             if span.start and span.stop:
                 m["wall_s"] = max(span.stop - span.start, 0.0)

@@ -6,7 +6,7 @@ import heapq
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from pipeline import ops
+from pipeline import ops, runfolder
 from pipeline.errors import InputError
 from pipeline.spec import Stage, Workflow, did_you_mean
 
@@ -61,6 +61,7 @@ def build(workflow: Workflow) -> Plan:
     if not sinks:
         raise InputError("no sink stage: nothing would be computed", where="stages",
                          hint="add a 'write' stage", file=str(workflow.path))
+    _check_sink_paths(sinks, workflow)
     warnings = tuple(
         f"stage '{s.id}' feeds no other stage and is not a sink: it will not be computed"
         for s in order if s.info.family != "sink" and
@@ -80,6 +81,23 @@ def _makes_table(ps: PlannedStage) -> bool:
             == "frame"
     except InputError:  # an unknown format: reported when the stage is built
         return False
+
+
+def _check_sink_paths(sinks: list[PlannedStage], workflow: Workflow) -> None:
+    """Each sink's own path inside the run folder, known from the file alone: checked
+    here so that ``validate`` reports it and ``run`` before any worker starts (the sinks
+    check again as they are built, see :meth:`pipeline.ops.context.Context.output`)."""
+    taken: list = []
+    for ps in sinks:
+        path = ps.params.get("path")
+        if not isinstance(path, str):
+            continue
+        try:
+            rel = runfolder.sink_path(path, workflow.output_dir)
+            runfolder.check_overlap(rel, taken)
+        except InputError as e:
+            raise e.located(where=ps.stage.where, file=str(workflow.path)) from None
+        taken.append(rel)
 
 
 def _bind(stage: Stage) -> PlannedStage:

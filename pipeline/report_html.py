@@ -48,6 +48,7 @@ def render(doc: dict) -> str:
         f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
         f'<p class="sub">{_e(wf.get("description") or "")}</p>',
+        _failure(doc.get("failure")),
         _summary(doc),
         "<h2>Time and transfers per stage</h2>",
         f'<img id="chart" alt="time and bytes host&lt;-&gt;device per stage" '
@@ -136,6 +137,17 @@ def _byte_unit(largest: float) -> tuple[float, str]:
     raise AssertionError("unreachable")
 
 
+def _failure(failure: dict | None) -> str:
+    """A failed run's cause and fix, first thing on the page."""
+    if not failure:
+        return ""
+    stage = failure.get("stage")
+    items = [("stage", f"{stage} ({failure.get('op')})" if stage else "not one stage's"),
+             ("exception", failure["exception"]), ("likely cause", failure["cause"]),
+             ("fix", failure["fix"]), ("Dask task", failure.get("task") or "")]
+    return '<h2 class="warn" id="failure">The run failed</h2>' + _dl(items)
+
+
 def _summary(doc: dict) -> str:
     t = doc["totals"]
     items = [("backend", doc.get("backend", "")), ("started", doc.get("started", "")),
@@ -189,6 +201,8 @@ def _outputs(files: list[dict]) -> str:
 
 def _notes(doc: dict) -> str:
     notes = [f"warning: {w}" for w in doc.get("warnings", [])]
+    notes += [f"read from outside the workflow's folder: {path}"
+              for path in doc.get("reads_outside_workflow_folder", [])]
     for lost in doc.get("lost_workers", []) or []:
         notes.append(f"worker {lost.get('worker')} left or was lost during the run; "
                      "Dask recomputed its tasks elsewhere")

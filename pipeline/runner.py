@@ -11,26 +11,25 @@ bytes are measured, and how the dashboard groups them.
 
 from __future__ import annotations
 
-import os
-import shutil
+import functools
 import time
-import uuid
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import dask
 import dask.array as da
 
-from pipeline import metrics, report, report_html
+from pipeline import failure, limits, metrics, report, report_html
 from pipeline.backends import Backend
+from pipeline.errors import InputError, OpError, RunFailed
 from pipeline.memory import MemorySampler
-from pipeline.perf_report import PerformanceReport
-from pipeline.errors import InputError, RunFailed
 from pipeline.ops.context import Context
+from pipeline.perf_report import PerformanceReport
 from pipeline.plan import Plan
+from pipeline.runfolder import RunFolder
 from pipeline.watch import WorkerWatch
 
 # Dask's low-level task fusion drops span annotations; blockwise fusion (element-wise
@@ -40,10 +39,19 @@ COMPUTE_CONFIG = {"optimization.fuse.active": False}
 
 @dataclass
 class Built:
+    """A built plan: each stage's lazy result, span and (sinks) pending work; the sinks'
+    paths relative to the run folder; the files read from outside the workflow's folder."""
+
+    staging_dir: Path
     values: dict[str, Any] = field(default_factory=dict)
     span_ids: dict[str, str] = field(default_factory=dict)
     sinks: dict[str, Any] = field(default_factory=dict)
-    outputs: list[tuple[Path, Path]] = field(default_factory=list)
+    outputs: list[PurePosixPath] = field(default_factory=list)
+    outside_reads: list[str] = field(default_factory=list)
+
+    def staged(self) -> list[tuple[PurePosixPath, Path]]:
+        """Each output's relative path and where it is written in the staging folder."""
+        return [(rel, self.staging_dir / rel) for rel in self.outputs]
 
 
 def build(plan: Plan, backend: Backend, staging_dir: Path) -> Built:
@@ -57,12 +65,12 @@ def build(plan: Plan, backend: Backend, staging_dir: Path) -> Built:
     from distributed import span
 
     wf = plan.workflow
-    built = Built()
+    built = Built(staging_dir)
     with dask.config.set({**backend.dask_config, **COMPUTE_CONFIG}), span(f"run:{wf.name}"):
         for ps in plan.stages:
             ctx = Context(stage=ps.stage, backend=backend, base_dir=wf.base_dir,
                           output_dir=wf.output_dir, staging_dir=staging_dir,
-                          outputs=built.outputs)
+                          outputs=built.outputs, outside_reads=built.outside_reads)
             params = {k: built.values[v] if k in ps.info.stage_refs and isinstance(v, str)
                       else v for k, v in ps.params.items()}
             inputs = [built.values[ref] for _, ref in ps.stage.inputs]
@@ -72,7 +80,9 @@ def build(plan: Plan, backend: Backend, staging_dir: Path) -> Built:
                 # dask-expr warns that it ignores annotations; metrics.py accounts for it
                 warnings.filterwarnings("ignore", "Dask annotations .* detected")
                 try:
+                    _check_kinds(ps, built.values)
                     value = ps.info.fn(ctx, *args, **params)
+                    _check_size(value)
                 except InputError as e:
                     raise e.located(where=ps.stage.where, file=str(wf.path)) from None
             built.span_ids[ps.id] = span_id
@@ -81,6 +91,36 @@ def build(plan: Plan, backend: Backend, staging_dir: Path) -> Built:
             else:
                 built.values[ps.id] = value
     return built
+
+
+def _check_kinds(ps, values: dict) -> None:
+    """Arrays into array ops, tables into table ops (the op's ``takes``).
+
+    Raises
+    ------
+    OpError
+        Naming the input of the wrong kind and the op that converts it.
+    """
+    refs = [("inputs" if len(ps.stage.inputs) > 1 else "input", ref)
+            for _, ref in ps.stage.inputs]
+    refs += [(k, ps.params[k]) for k in ps.info.stage_refs if isinstance(ps.params[k], str)]
+    for where, ref in refs:
+        kind = "frame" if hasattr(values[ref], "columns") else "array"
+        wanted = "array" if where in ps.info.stage_refs else ps.info.takes
+        if wanted != "any" and kind != wanted:
+            words = {"array": ("arrays", "an array", "to_frame"),
+                     "frame": ("tables", "a table", "to_array")}
+            raise OpError(f"op '{ps.info.name}' takes {words[wanted][0]}, but '{ref}' is "
+                          f"{words[kind][1]}", where=where,
+                          hint=f"{words[kind][2]} converts {words[kind][1]}")
+
+
+def _check_size(value) -> None:
+    """Every stage's result is held to the chunk limit, whatever op made it."""
+    for x in value.values() if isinstance(value, dict) else [value]:
+        n = getattr(x, "npartitions", None)
+        if isinstance(n, int):
+            limits.check_count(n, "this stage's result", where="")
 
 
 def output_info(value) -> dict:
@@ -98,34 +138,46 @@ def output_info(value) -> dict:
     return {"kind": "sink"}
 
 
-def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False) -> dict:
+def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
+        folder: RunFolder | None = None) -> dict:
     """Run the plan on ``session``'s cluster and return the report (also written).
 
     ``progress``: draw per-stage progress on stdout (True) or on the given terminal stream.
+    ``folder``: the entered :class:`RunFolder` of ``output_dir`` (the CLI opens it before
+    the cluster starts); by default the run opens its own.
 
     Raises
     ------
     InputError
         Found while building, before any compute.
     RunFailed
-        A task raised, or the workers were lost; no output is left behind.
+        A task raised, the workers were lost, or the outputs could not be written: the run
+        folder is left as it was, and the failed run's report is filed in its history.
     """
+    if folder is None:
+        with RunFolder(plan.workflow.output_dir) as own:
+            return run(plan, backend, session, progress=progress, folder=own)
     from distributed import wait
 
-    wf = plan.workflow
-    out_dir = wf.output_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = out_dir / f".staging-{uuid.uuid4().hex[:12]}"
-    staging.mkdir()
+    staging = folder.staging
+    built = build(plan, backend, staging)
+    computed = _upstream_of_sinks(plan)
+    client = session.client
+    memory_limit = _memory_limit(client)
+    try:
+        limits.check_fits({sid: v for sid, v in built.values.items() if sid in computed},
+                          memory_limit)
+    except InputError as e:
+        raise e.located(file=str(plan.workflow.path)) from None
+    row_counts = {sid: v.shape[0] for sid, v in built.values.items()
+                  if sid in computed and hasattr(v, "columns")}
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
+    futures, watch, memory = [], None, None
+    perf = PerformanceReport(staging / "performance-report.html", _workflow_text(plan.workflow))
     try:
-        built = build(plan, backend, staging)
-        computed = _upstream_of_sinks(plan)
-        row_counts = {sid: v.shape[0] for sid, v in built.values.items()
-                      if sid in computed and hasattr(v, "columns")}
-        client = session.client
-        perf = PerformanceReport(staging / "performance-report.html", _workflow_text(wf))
+        for rel in built.outputs:  # the sinks write in place inside the staging folder
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
         with dask.config.set({**backend.dask_config, **COMPUTE_CONFIG}), perf, \
                 MemorySampler(client) as memory:
             sinks = list(built.sinks.values())
@@ -140,9 +192,6 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False) 
                               None if progress is True else progress)
                 wait(futures)  # raises when the run was cancelled (no worker left)
                 results = client.gather(futures)
-            except Exception as e:  # a task's own exception, re-raised by gather
-                raise RunFailed(watch.failure
-                                or f"the run failed: {type(e).__name__}: {e}") from e
             finally:
                 watch.stop()
         rows = dict(zip(row_counts, results[len(sinks):]))
@@ -152,19 +201,18 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False) 
             for pending, result in zip(sinks, results):
                 if pending.finish:
                     pending.finish(result)
-            files = [{"path": str(final), "bytes": _size(staged)}
-                     for staged, final in built.outputs]
             doc = _document(plan, backend, session, built, computed, rows, stage_metrics,
-                            memory, watch, started, t0, files)
-            report.write_json(staging / "report.json", doc)
-            report_html.write(staging / "report.html", doc)
+                            started, time.perf_counter() - t0, memory, watch, None)
+            _write_reports(staging, doc)
         finally:
             perf.wait()
-        _move_outputs(built.outputs)
-        for name in ("performance-report.html", "report.json", "report.html"):
-            os.replace(staging / name, out_dir / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        folder.commit()
+    except InputError:
+        raise
+    except Exception as e:  # a task's own exception re-raised by gather, or a write's
+        raise _failed(e, folder, started, t0, plan=plan, backend=backend, session=session,
+                      built=built, computed=computed, futures=futures, watch=watch,
+                      memory=memory, memory_limit=memory_limit, perf=perf) from e
     return doc
 
 
@@ -175,27 +223,66 @@ def _workflow_text(wf) -> str:
     return f"# {wf.path}\n" + yaml.safe_dump(dict(wf.raw), sort_keys=False)
 
 
-def _document(plan: Plan, backend: Backend, session, built: Built, computed: set, rows: dict,
-              stage_metrics: dict, memory, watch, started, t0: float, files: list) -> dict:
-    """The report.json document of a finished run."""
+def _failed(error: Exception, folder: RunFolder, started: datetime, t0: float, *, plan,
+            backend, session, built, computed, futures, watch, memory, memory_limit,
+            perf: PerformanceReport) -> RunFailed:
+    """File the failed run's report in the run folder's history (with Dask's performance
+    report of it, where the scheduler can still render it); the error to raise."""
+    found = failure.diagnose(error, client=session.client, futures=futures, plan=plan,
+                             built=built, memory_limit=memory_limit,
+                             lost_all=watch.failure if watch else None)
+    try:
+        stage_metrics = metrics.stage_metrics(session.client, built.span_ids)
+    except Exception:  # noqa: BLE001 - the scheduler may be gone; report what we know
+        stage_metrics = {}
+    try:
+        perf.render(session.client)
+        perf.wait()
+    except Exception:  # noqa: BLE001 - not started, or the scheduler is gone: no report
+        pass
+    doc = _document(plan, backend, session, built, computed, {}, stage_metrics, started,
+                    time.perf_counter() - t0, memory, watch, found)
+    try:
+        entry = folder.fail(started, lambda into: _write_reports(into, doc))
+        where = f"report: {entry / 'report.json'}"
+    except OSError as e:  # e.g. the disk is still full: the line says it all
+        where = f"no report written: {e.strerror or e}"
+    return RunFailed(f"the run failed: {found.exception[:300]}",
+                     where=f"stages.{found.stage}" if found.stage else None,
+                     hint=f"{found.cause}; fix: {found.fix}; {where}")
+
+
+def _memory_limit(client) -> int | None:
+    """The smallest worker's memory limit in bytes (None: no worker has one)."""
+    limits_ = [w.get("memory_limit") for w in client.scheduler_info()["workers"].values()]
+    return min((m for m in limits_ if m), default=None)
+
+
+def _document(plan: Plan, backend: Backend, session, built: Built, computed: set[str],
+              rows: dict, stage_metrics: dict, started: datetime, wall: float, memory, watch,
+              found: failure.Failure | None) -> dict:
+    """The report.json document: of a finished run, or (``found``) of a failed one, with
+    what was measured before it failed."""
     wf = plan.workflow
-    wall = time.perf_counter() - t0
+    no_peaks = {"peak_host_bytes": None, "peak_device_bytes": None}
     stages = []
     for ps in plan.stages:
         value = built.values.get(ps.id)
         out = output_info(value) if value is not None else {"kind": "sink"}
         if ps.id in rows:
             out["rows"] = int(rows[ps.id])
-        m = stage_metrics[ps.id]
+        m = stage_metrics.get(ps.id) or metrics.empty()
         if _touches_frame(built, ps):
             m.update(wall_s=None, compute_s=None)  # not separated: see _touches_frame
+        peaks = memory.peaks(m["start"], m["stop"]) if memory else no_peaks
         stages.append({"id": ps.id, "op": ps.info.name, "computed": ps.id in computed, **m,
-                       **memory.peaks(m["start"], m["stop"]), "output": out})
+                       **peaks, "output": out})
     totals = {"wall_s": wall, **{k: sum(s[k] or 0 for s in stages)
                                  for k in ("compute_s", "h2d_bytes", "d2h_bytes",
                                            *metrics.SPILL_FIELDS.values())},
-              **memory.peaks(-float("inf"), float("inf"))}
-    doc = {
+              **(memory.peaks(-float("inf"), float("inf")) if memory else no_peaks)}
+    return {
+        "status": "failed" if found else "ok",
         "workflow": {"name": wf.name, "description": wf.description, "path": str(wf.path),
                      "spec": dict(wf.raw)},
         "backend": backend.name,
@@ -206,11 +293,19 @@ def _document(plan: Plan, backend: Backend, session, built: Built, computed: set
         "started": started.isoformat(timespec="seconds"),
         "stages": stages,
         "totals": totals,
-        "outputs": files,
+        # relative to the run folder, so they hold wherever the folder is moved
+        "outputs": [] if found else [{"path": str(rel), "bytes": _size(folder_path)}
+                                     for rel, folder_path in built.staged()],
+        "reads_outside_workflow_folder": list(built.outside_reads),
         "warnings": list(plan.warnings),
-        "lost_workers": watch.lost,
+        "lost_workers": watch.lost if watch else [],
+        **({"failure": found.as_dict()} if found else {}),
     }
-    return doc
+
+
+def _write_reports(folder: Path, doc: dict) -> None:
+    report.write_json(folder / "report.json", doc)
+    report_html.write(folder / "report.html", doc)
 
 
 def _compute(client, collections: list) -> list:
@@ -221,9 +316,45 @@ def _compute(client, collections: list) -> list:
     for is_expr in (True, False):
         picked = [i for i, c in enumerate(collections) if hasattr(c, "expr") == is_expr]
         if picked:
-            for i, f in zip(picked, client.compute([collections[i] for i in picked])):
+            sent = [c if is_expr else _Configured(c, COMPUTE_CONFIG)
+                    for c in (collections[i] for i in picked)]
+            for i, f in zip(picked, client.compute(sent)):
                 futures[i] = f
     return futures
+
+
+class _Configured:
+    """A graph-backed collection whose graph is optimized under ``config`` wherever that
+    happens. The scheduler optimizes the graphs it is sent, under its own Dask config: a
+    scheduler in another process (``--address``) has low-level fusion on, which fuses
+    each stage's tasks with its neighbours' and drops their stage spans, and every
+    stage's metrics came out 0."""
+
+    def __init__(self, collection, config: dict):
+        self.collection, self.config = collection, dict(config)
+
+    def __dask_graph__(self):
+        return self.collection.__dask_graph__()
+
+    def __dask_keys__(self):
+        return self.collection.__dask_keys__()
+
+    def __dask_postcompute__(self):
+        return self.collection.__dask_postcompute__()
+
+    def __dask_tokenize__(self):
+        return dask.base.tokenize(self.collection), sorted(self.config.items())
+
+    @property
+    def __dask_optimize__(self):
+        return functools.partial(_optimize_under, self.collection.__dask_optimize__,
+                                 self.config)
+
+
+def _optimize_under(optimize, config: dict, dsk, keys, **kwargs):
+    """``optimize(dsk, keys)`` under ``config`` (runs on the scheduler)."""
+    with dask.config.set(config):
+        return optimize(dsk, keys, **kwargs)
 
 
 def _touches_frame(built: Built, ps) -> bool:
@@ -243,15 +374,6 @@ def _upstream_of_sinks(plan: Plan) -> set[str]:
             needed.add(sid)
             todo.extend(by_id[sid].upstream)
     return needed
-
-
-def _move_outputs(outputs: list[tuple[Path, Path]]) -> None:
-    """Rename each staged output onto its final path (replacing an older one)."""
-    for staged, final in outputs:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if final.is_dir() and not final.is_symlink():
-            shutil.rmtree(final)
-        os.replace(staged, final)
 
 
 def _size(path: Path) -> int:

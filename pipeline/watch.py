@@ -72,7 +72,7 @@ class WorkerWatch:
                 continue
             empty_since = empty_since or time.monotonic()
             if time.monotonic() - empty_since >= self.timeout_s:
-                self.failure = (f"the run failed: every worker of {self.address} was lost and "
+                self.failure = (f"every worker of {self.address} was lost and "
                                 f"none joined within {self.timeout_s:g} s "
                                 f"(pipeline.no-workers-timeout)")
                 self.client.cancel(self.futures)

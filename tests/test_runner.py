@@ -1,5 +1,6 @@
 """The runner on an in-process cluster: failures leave nothing behind, spans per stage."""
 
+import json
 import textwrap
 
 import dask.array as da
@@ -43,9 +44,22 @@ def test_failed_run_leaves_nothing_partial(tmp_path, session, explode_op):
           - {id: bad, op: explode, input: x}
           - {id: bad_out, op: write, input: bad, path: bad.npy}
     """)
-    with pytest.raises(RunFailed, match="ZeroDivisionError: injected failure"):
+    with pytest.raises(RunFailed, match="ZeroDivisionError: injected failure") as err:
         runner.run(p, backends.CPU, session)
-    assert list((tmp_path / "out").iterdir()) == []  # not even the good sink's file
+    assert err.value.where == "stages.bad"
+    assert not (tmp_path / "out").exists()  # not even the good sink's file
+    [entry] = (tmp_path / "out.history").iterdir()
+    assert entry.name.endswith("-failed")
+    assert sorted(f.name for f in entry.iterdir()) == ["performance-report.html", "report.html",
+                                                      "report.json"]
+    doc = json.loads((entry / "report.json").read_text())
+    assert doc["status"] == "failed" and doc["outputs"] == []
+    assert doc["failure"]["stage"] == "bad" and doc["failure"]["op"] == "explode"
+    assert "ZeroDivisionError: injected failure" in doc["failure"]["exception"]
+    assert doc["failure"]["task"].startswith("('_boom-")  # the Dask key, kept for experts
+    assert "ZeroDivisionError" in (entry / "report.html").read_text()
+    assert [s["id"] for s in doc["stages"]] == ["x", "ok", "bad", "bad_out"]
+    assert list(tmp_path.glob(".out*")) == []  # no staging folder, no lock left
 
 
 def test_run_failure_exit_code_is_1(tmp_path, session, explode_op, capsys):
@@ -57,7 +71,9 @@ def test_run_failure_exit_code_is_1(tmp_path, session, explode_op, capsys):
                  "--output-dir", str(tmp_path / "out")])
     assert code == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: the run failed: ZeroDivisionError") and "\n" not in err
+    assert err.startswith("error: stages.b: the run failed: ZeroDivisionError") and "\n" not in err
+    [entry] = (tmp_path / "out.history").iterdir()
+    assert err.endswith(f"report: {entry / 'report.json'})")
 
 
 def test_rerun_replaces_outputs_and_shared_intermediate(tmp_path, session):
@@ -67,9 +83,13 @@ def test_rerun_replaces_outputs_and_shared_intermediate(tmp_path, session):
           - {id: x, op: random, shape: [40, 6], chunks: [10, 6], seed: SEED}
           - {id: a, op: write, input: x, path: sub/x.npy}
           - {id: b, op: write, input: x, path: x.zarr}
+          - {id: c, op: write, input: x, path: first-only.npy}
     """
     for seed in (1, 2):
-        p = load(tmp_path, text.replace("SEED", str(seed)))
+        body = text.replace("SEED", str(seed))
+        if seed == 2:  # the second run writes one output less
+            body = "\n".join(line for line in body.splitlines() if "first-only" not in line)
+        p = load(tmp_path, body)
         doc = runner.run(p, backends.CPU, session)
         want = da.random.default_rng(seed).standard_normal((40, 6), chunks=(10, 6)).compute()
         np.testing.assert_array_equal(np.load(tmp_path / "out" / "sub" / "x.npy"), want)
@@ -77,5 +97,11 @@ def test_rerun_replaces_outputs_and_shared_intermediate(tmp_path, session):
                                       want)
     # x feeds two sinks but is generated once: one task per chunk
     assert next(s for s in doc["stages"] if s["id"] == "x")["tasks"] == 4
+    # the second run replaced the first as a whole: no output of the first is left
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["performance-report.html", "report.html", "report.json", "sub", "x.zarr"]
+    assert doc["outputs"] == [{"path": "sub/x.npy", "bytes": 40 * 6 * 8 + 128},
+                              {"path": "x.zarr", "bytes": doc["outputs"][1]["bytes"]}]
+    # ... and the first is kept whole in the history, report included
+    [first] = (tmp_path / "out.history").iterdir()
+    assert (first / "first-only.npy").exists() and (first / "report.json").exists()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import dask
 import dask.array as da
 import numpy as np
 
+from pipeline import limits
 from pipeline.errors import OpError
 from pipeline.ops.formats import Pending, reader, writer
 from pipeline.ops.sources import check_chunks
@@ -63,6 +65,7 @@ def _no_table_options(columns, blocksize):
 def _chunked(ctx, x: da.Array, chunks) -> da.Array:
     if chunks is not None:
         check_chunks(chunks, x.ndim)  # a 0 size is a ZeroDivisionError inside dask
+        limits.check_array(x.shape, chunks, x.dtype)
     try:
         return x if chunks is None else x.rechunk(chunks)
     except (ValueError, TypeError) as e:
@@ -80,6 +83,7 @@ def read_npy(ctx, paths: list[Path], *, chunks, columns, blocksize) -> da.Array:
             raise OpError(f"cannot read '{p.name}' as .npy: {e}", where="path") from None
         if chunks is not None:
             check_chunks(chunks, f.ndim)  # a 0 size is a ZeroDivisionError inside dask
+        limits.check_array(f.shape, "auto" if chunks is None else chunks, f.dtype)
         try:
             parts.append(da.from_array(f, chunks="auto" if chunks is None else chunks,
                                        asarray=False, fancy=False, lock=False,
@@ -133,7 +137,19 @@ def write_npy(ctx, x: da.Array, path: Path) -> Pending:
 
 
 def _create_npy(path: str, shape, dtype: str) -> None:
-    np.lib.format.open_memmap(path, mode="w+", dtype=np.dtype(dtype), shape=tuple(shape))
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.dtype(dtype),
+                                    shape=tuple(shape))
+    size = out.offset + out.nbytes
+    del out
+    # The file is sparse: on a full disk, writing a block through the memory map would
+    # kill the worker (SIGBUS). Reserving the blocks now turns that into an OSError
+    # (no space left on device) here, which the run reports as such.
+    if size and hasattr(os, "posix_fallocate"):
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, size)
+        finally:
+            os.close(fd)
 
 
 def _write_block(block, path: str, created, block_info=None):

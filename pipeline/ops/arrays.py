@@ -36,6 +36,16 @@ def _axis(x: da.Array, axis: int, where: str = "axis") -> int:
     return axis % x.ndim
 
 
+def _not_empty(x: da.Array, axes, what: str, least: int = 1) -> None:
+    """Refuse an axis shorter than ``least`` where the op cannot work on it: NumPy would
+    raise inside a task, at compute time (or Dask while building, ZeroDivisionError)."""
+    for a in axes:
+        if x.shape[a] == x.shape[a] and x.shape[a] < least:  # NaN: unknown until computed
+            raise OpError(f"{what} needs axis {a} of length >= {least}, but the input's shape "
+                          f"is {x.shape}", where="input",
+                          hint="check the shapes upstream (`python -m pipeline validate`)")
+
+
 def _whole_along(x: da.Array, axes) -> da.Array:
     """Rechunk so each of ``axes`` is one chunk, letting the others shrink to fit."""
     if all(len(x.chunks[a]) == 1 for a in axes):
@@ -69,6 +79,8 @@ def _fft(kind: str, real_input_ok: bool = True):
             raise OpError(f"n must be >= 1, got {n}", where="n")
         if kind == "rfft" and np.iscomplexobj(x.dtype.type(0)):
             raise OpError("rfft needs a real input", where="input", hint="use fft")
+        if n is None:  # irfft's output has 2 (m - 1) points
+            _not_empty(x, [ax], kind, least=2 if kind == "irfft" else 1)
         fn = _fft_wrapped(ctx, kind, x.dtype)
         return _on_backend(ctx, fn(_whole_along(x, [ax]), n=n, axis=ax, norm=norm))
 
@@ -95,6 +107,7 @@ def _fft2(kind: str):
         ax = [_axis(x, a, "axes") for a in axes]
         if ax[0] == ax[1]:
             raise OpError(f"axes must differ, got {axes}", where="axes")
+        _not_empty(x, ax, kind)
         fn = _fft_wrapped(ctx, kind, x.dtype)
         return _on_backend(ctx, fn(_whole_along(x, ax), axes=ax, norm=norm))
 
@@ -221,8 +234,10 @@ def reduce(ctx: Context, x, *,
     if ddof and how not in ("std", "var"):
         raise OpError(f"'ddof' applies to std and var, not {how}", where="ddof")
     axes = _axes(x, axis)
+    reduced = range(x.ndim) if axes is None else np.atleast_1d(axes).tolist()
+    if how in ("min", "max", "sem"):  # no identity for min/max; sem divides by count - 1
+        _not_empty(x, reduced, f"reduce {how}", least=2 if how == "sem" else 1)
     if how == "sem":
-        reduced = range(x.ndim) if axes is None else np.atleast_1d(axes)
         count = math.prod(x.shape[a] for a in reduced)
         # a Python float keeps float32 results float32
         return da.std(x, axis=axes, ddof=1, keepdims=keepdims) / math.sqrt(count)
@@ -272,6 +287,7 @@ def quantile(ctx: Context, x, *, q: float | list[float], axis: int | None = None
         x, ax = x.reshape(-1), 0
     else:
         ax = _axis(x, axis)
+    _not_empty(x, [ax], "quantile")
     x = _whole_along(x, [ax])
     kept = tuple(c for i, c in enumerate(x.chunks) if i != ax)
     xp_q = np.asarray(q, dtype=np.float64)
@@ -334,6 +350,7 @@ def svd(ctx: Context, x, *, k: int | None = None, compute_uv: bool = False):
     """
     if x.ndim != 2:
         raise OpError(f"svd needs a 2-D array, got shape {x.shape}", where="input")
+    _not_empty(x, [0, 1], "svd")
     if k is not None and not 1 <= k <= min(x.shape):
         raise OpError(f"k must be in 1..{min(x.shape)}, got {k}", where="k")
     rows, cols = x.shape

@@ -13,6 +13,7 @@ import math
 from typing import Literal
 
 import dask.array as da
+import numpy as np
 
 from pipeline.errors import OpError
 from pipeline.ops.context import Context
@@ -215,10 +216,37 @@ def join(ctx: Context, left, right, *, on: Names,
         raise OpError("no key columns", where="on")
     require_columns(left, keys, "on", side=" in the left input")
     require_columns(right, keys, "on", side=" in the right input")
+    left, right = _common_key_dtypes(left, right, keys)
     try:
         return left.merge(right, on=keys, how=how)
     except (TypeError, ValueError) as e:  # e.g. int keys on one side, strings on the other
         raise OpError(f"cannot join: {e}", where="on") from None
+
+
+def _common_key_dtypes(left, right, keys: list[str]):
+    """Both sides' keys in one dtype: numbers of two dtypes (int64 counts against float64
+    means) are cast to the type that holds both, which is how pandas compares them anyway,
+    and which spares Dask's multi-line warning; keys of other kinds cannot match.
+
+    Raises
+    ------
+    OpError
+        A key that is numeric on one side only, or of two non-numeric dtypes.
+    """
+    casts = {}
+    for key in keys:
+        lt, rt = left[key].dtype, right[key].dtype
+        if lt == rt:
+            continue
+        if lt.kind in "biuf" and rt.kind in "biuf":
+            if isinstance(lt, np.dtype) and isinstance(rt, np.dtype):
+                casts[key] = np.result_type(lt, rt)
+            continue
+        raise OpError(f"key '{key}' is {lt} on the left but {rt} on the right: no row "
+                      "could match", where="on", hint="join on columns of one kind")
+    if not casts:
+        return left, right
+    return left.astype(casts), right.astype(casts)
 
 
 @op("sort", family="frame")
@@ -271,7 +299,7 @@ def to_array(ctx: Context, df, *, columns: list[str] | None = None):
     return sub.to_dask_array(lengths=list(lengths) if lengths is not None else None)
 
 
-@op("to_frame", family="frame")
+@op("to_frame", family="frame", takes="array")
 def to_frame(ctx: Context, x, *, columns: list[str]):
     """A 2-D array as a frame, with the given column names (a 1-D array: one name).
 

@@ -158,7 +158,8 @@ def random_table(ctx: Context, *, rows: int, columns: dict[str, dict],
     specs = tuple((str(name), _column_spec(str(name), spec)) for name, spec in columns.items())
     nparts = partitions or math.ceil(rows / ROWS_PER_PARTITION)
     nparts = max(1, min(nparts, rows))  # no empty partitions (divisions must increase)
-    limits.check_count(nparts, f"a table of {rows:,} rows", where="partitions")
+    limits.check_count(nparts, f"a table of {rows:,} rows", where="partitions",
+                       unit="partitions")
     starts = tuple(rows * i // nparts for i in range(nparts + 1))
     if seed is None:  # drawn once here, so every partition (and retry) agrees
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])

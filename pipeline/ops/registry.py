@@ -40,7 +40,8 @@ class OpInfo:
     """A registered op. ``n_inputs`` is the exact count for ``list`` inputs, when fixed.
 
     ``stage_refs`` names parameters that may hold a stage id instead of a value (e.g.
-    ``convolve``'s ``kernel``); the planner adds those as DAG edges.
+    ``convolve``'s ``kernel``); the planner adds those as DAG edges. ``takes`` is the kind
+    of input the op works on: ``array``, ``frame`` or ``any``.
     """
 
     name: str
@@ -50,6 +51,7 @@ class OpInfo:
     fn: Callable
     params: Mapping[str, Param]
     stage_refs: tuple[str, ...]
+    takes: str = "any"
 
     @property
     def summary(self) -> str:
@@ -101,9 +103,11 @@ def catalogue() -> dict[str, OpInfo]:
 
 
 def op(name: str, *, family: str, inputs: str = "input", n_inputs: int | None = None,
-       stage_refs: tuple[str, ...] = ()):
-    """Register ``fn`` as op ``name``."""
+       stage_refs: tuple[str, ...] = (), takes: str | None = None):
+    """Register ``fn`` as op ``name``; it ``takes`` the inputs of its family (arrays for
+    array ops, tables for frame ops, either for sinks) unless told otherwise."""
     assert family in FAMILIES and inputs in INPUT_STYLES
+    takes = takes or {"array": "array", "frame": "frame"}.get(family, "any")
 
     def register(fn: Callable) -> Callable:
         hints = typing.get_type_hints(fn)
@@ -114,7 +118,7 @@ def op(name: str, *, family: str, inputs: str = "input", n_inputs: int | None = 
             required = p.default is inspect.Parameter.empty
             params[p.name] = Param(p.name, hints.get(p.name, Any),
                                    None if required else p.default, required)
-        REGISTRY[name] = OpInfo(name, family, inputs, n_inputs, fn, params, stage_refs)
+        REGISTRY[name] = OpInfo(name, family, inputs, n_inputs, fn, params, stage_refs, takes)
         return fn
 
     return register

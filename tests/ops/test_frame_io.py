@@ -54,12 +54,12 @@ def write(ctx, df, path: str):
     """Run the write op as the runner does; returns the staged file's path."""
     ctx.staging_dir.mkdir(parents=True, exist_ok=True)
     pending = call(ctx, "write", df, path=path)
-    staged = ctx.outputs[-1][0]
+    staged = ctx.staging_dir / ctx.outputs[-1]
     assert not staged.exists(), "a sink must write nothing before the compute"
     result = dask.compute(pending.collection, scheduler="sync")[0]
     if pending.finish:
         pending.finish(result)
-    return ctx.outputs[-1][0]
+    return staged
 
 
 @dask_parquet_inplace
@@ -148,7 +148,7 @@ def test_json_refuses_large_tables(make_ctx, backend, monkeypatch):
     ctx = make_ctx()
     with pytest.raises(OpError, match="too large for .json"):
         write(ctx, kept, "big.json")
-    assert not ctx.outputs[-1][0].exists()
+    assert not (ctx.staging_dir / ctx.outputs[-1]).exists()
 
 
 def test_table_readers_reject_chunks_and_bad_columns(make_ctx, backend, tmp_path):

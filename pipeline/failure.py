@@ -1,0 +1,166 @@
+"""Why a run failed, in the workflow's terms: the stage, the task's exception, the likely
+cause and the fix.
+
+Dask names a failed task by its key (``standard_normal-a39b...``), which means nothing to
+the workflow's author. The scheduler knows which task the failure started at (a task
+whose input failed is blamed on that input) and the span its group ran in; a stage's
+tasks run in the span ``stage:<id>``. Dataframe tasks run in Dask's default span
+(dask-expr drops annotations), so for them the key's name is looked up among the names in
+each dataframe stage's own expression.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+from dataclasses import asdict, dataclass
+
+from dask.utils import format_bytes
+
+from pipeline import limits
+from pipeline.errors import one_line
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# Exceptions whose text means a file's bytes are not what its format says.
+CORRUPT = re.compile(r"thrift|magic bytes|corrupt|invalid parquet|ArrowInvalid|"
+                     r"Unexpected end of stream|Malformed|decompress", re.IGNORECASE)
+CSV_LINE = re.compile(r"Error tokenizing data.*?line (\d+)", re.IGNORECASE)
+
+
+@dataclass
+class Failure:
+    """What report.json says of a failed run (``failure``) and the error line is made of."""
+
+    stage: str | None  # None: not one stage's (every worker lost, a file the client wrote)
+    op: str | None
+    task: str | None  # the Dask key the failure started at
+    exception: str
+    cause: str
+    fix: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def blamed(dask_scheduler, keys: list) -> dict | None:
+    """On the scheduler: the task the first erred of ``keys`` is blamed on."""
+    for key in keys:
+        ts = dask_scheduler.tasks.get(key)
+        blame = ts.exception_blame if ts is not None else None
+        if blame is not None:
+            return {"key": str(blame.key), "prefix": blame.prefix.name,
+                    "span": blame.group.span_id,
+                    "exception": str(blame.exception_text)}
+    return None
+
+
+def diagnose(error: BaseException, *, client=None, futures=(), plan, built,
+             memory_limit: int | None = None, lost_all: str | None = None) -> Failure:
+    """The :class:`Failure` behind ``error``, raised while computing or writing the run.
+
+    ``lost_all``: the worker watch's message when the run was cancelled for want of
+    workers.
+    """
+    task = None
+    if client is not None:
+        try:
+            task = client.run_on_scheduler(blamed, keys=[f.key for f in futures])
+        except Exception:  # noqa: BLE001 - the scheduler is gone; say what we know
+            task = None
+    stage = _stage(task, built, plan) if task else None
+    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    if CSV_LINE.search(text) or CORRUPT.search(text):
+        stage = _reader_of(stage, plan)
+    op = next((ps.info.name for ps in plan.stages if ps.id == stage), None)
+    cause, fix = _cause(error, text, stage, built, memory_limit, lost_all)
+    return Failure(stage=stage, op=op, task=task["key"] if task else None,
+                   exception=one_line(lost_all or text, 1000), cause=cause, fix=fix)
+
+
+def _stage(task: dict, built, plan) -> str | None:
+    by_span = {span: sid for sid, span in built.span_ids.items()}
+    if task["span"] in by_span:
+        return by_span[task["span"]]
+    # a dataframe task: the first stage (in DAG order) whose own expression makes it
+    seen: set[str] = set()
+    for ps in plan.stages:
+        value = built.values.get(ps.id)
+        if ps.id in built.sinks:
+            value = built.sinks[ps.id].collection
+        if not hasattr(value, "expr"):
+            continue
+        names = {_prefix(e._name) for e in value.expr.walk()}
+        if task["prefix"] in names - seen:
+            return ps.id
+        seen |= names
+    return None
+
+
+def _reader_of(stage: str | None, plan) -> str | None:
+    """Bad data comes from a file: the one ``read`` stage upstream of ``stage`` (Dask
+    fuses a table's read with the stages after it into one task, named after the last),
+    or ``stage`` itself when that is not clear."""
+    by_id = {ps.id: ps for ps in plan.stages}
+    todo = [stage] if stage in by_id else list(by_id)
+    reads, seen = [], set()
+    while todo:
+        sid = todo.pop()
+        if sid in seen:
+            continue
+        seen.add(sid)
+        if by_id[sid].info.name == "read":
+            reads.append(sid)
+        todo.extend(by_id[sid].upstream)
+    return reads[0] if len(reads) == 1 else stage
+
+
+def _prefix(name: str) -> str:
+    from dask.utils import key_split
+
+    return key_split(name)
+
+
+def _cause(error: BaseException, text: str, stage: str | None, built,
+           memory_limit: int | None, lost_all: str | None) -> tuple[str, str]:
+    where = f"stages.{stage}" if stage else "the stage"
+    if lost_all:
+        return ("every worker was lost",
+                "check that the workers are running and can reach the scheduler; a worker "
+                "that dies running a task is often out of memory")
+    if isinstance(error, OSError) and error.errno in DISK_FULL or "No space left" in text:
+        return ("the disk is full (or a file size limit was reached)",
+                "free space where the run folder is, or use --output-dir on a larger disk")
+    killed = type(error).__name__ == "KilledWorker"
+    if killed or isinstance(error, MemoryError) or "Unable to allocate" in text:
+        return _memory(killed, where, stage, built, memory_limit)
+    if "deserialization of the task graph" in text:
+        return ("the scheduler could not load this run's task graph: its Python "
+                "environment differs from this one",
+                "install the same pipeline, dask and library versions on the scheduler "
+                "and workers (the Dockerfile does)")
+    line = CSV_LINE.search(text)
+    if line:
+        return (f"bad data at line {line.group(1)} of a csv block (the file's line number "
+                "when the file is one block)",
+                "fix or remove that row, or clean the file before reading it")
+    if CORRUPT.search(text):
+        return ("a file's contents are damaged or not in the format its name says",
+                "check the file (re-create or re-download it)")
+    return ("the op raised an exception on a worker",
+            f"check {where}'s parameters and input data against the exception")
+
+
+def _memory(killed: bool, where: str, stage: str | None, built,
+            memory_limit: int | None) -> tuple[str, str]:
+    value = built.values.get(stage) if stage else None
+    chunk = limits.largest_chunk(value) if hasattr(value, "chunks") else None
+    sizes = []
+    if chunk:
+        sizes.append(f"its chunks are up to {format_bytes(chunk)}")
+    if memory_limit:
+        sizes.append(f"a worker may use {format_bytes(memory_limit)}")
+    detail = f" ({'; '.join(sizes)})" if sizes else ""
+    died = "workers died running it" if killed else "a worker could not allocate memory"
+    return (f"out of memory: {died}{detail}",
+            f"use smaller chunks for {where} (or its input), or give workers more memory "
+            "(cluster.memory_limit, or fewer workers)")
