@@ -11,6 +11,7 @@ import inspect
 import sys
 import traceback
 
+from pipeline import ctrl_c
 from pipeline.errors import InputError, PipelineError, one_line
 
 
@@ -78,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
-        return {"run": _run, "validate": _validate, "ops": _ops,
-                "doctor": _doctor, "advise": _advise, "bench": _bench}[args.command](args)
+        with ctrl_c.handled():
+            return {"run": _run, "validate": _validate, "ops": _ops,
+                    "doctor": _doctor, "advise": _advise, "bench": _bench}[args.command](args)
     except PipelineError as e:
         if args.verbose:
             traceback.print_exc()

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from pipeline import backends, trust
+from pipeline import backends, ctrl_c, trust
 from pipeline.backends import Backend
 from pipeline.errors import InputError
 from pipeline.gpu import extras
@@ -81,7 +81,7 @@ def connect(spec: ClusterSpec, backend: Backend | str, *, address: str | None = 
     _memory_limit(spec)
     backend, why = backends.resolve(backend, tables=tables) if isinstance(backend, str) \
         else (backend, backend.name)
-    with _ctrl_c_held() as release:
+    with ctrl_c.held() as release:
         cluster = _local_cuda(spec, dash) if backend.name == "gpu" else _local(spec, dash)
         with cluster:
             release()  # a Ctrl-C pressed meanwhile is raised here: the cluster is closed
@@ -89,43 +89,6 @@ def connect(spec: ClusterSpec, backend: Backend | str, *, address: str | None = 
                 yield Session(client, type(cluster).__name__, cluster.scheduler_address,
                               cluster.dashboard_link if dash else None, len(cluster.workers),
                               _ready(client, backend), why)
-
-
-@contextmanager
-def _ctrl_c_held():
-    """Hold Ctrl-C (SIGINT) back while a local cluster starts; yields ``release``.
-
-    The worker processes are started meanwhile, and a process inherits its parent's
-    blocked signals, so they never see the terminal's SIGINT at all: the client alone
-    stops the run, and no worker prints a traceback (half-started ones included). A
-    SIGINT that arrives while it is held stays pending and is raised by ``release``.
-    :mod:`pipeline.quiet_worker` covers workers started from a thread that was created
-    before (an event loop thread Dask reuses).
-    """
-    import signal
-    import threading
-    from multiprocessing import resource_tracker
-
-    if not hasattr(signal, "pthread_sigmask") \
-            or threading.current_thread() is not threading.main_thread():
-        yield lambda: None
-        return
-    # multiprocessing starts its resource tracker with the first worker process and then
-    # unblocks SIGINT in the calling thread: start it first, so it does not undo the block
-    resource_tracker.ensure_running()
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    released = False
-
-    def release() -> None:
-        nonlocal released
-        if not released:
-            released = True
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-    try:
-        yield release
-    finally:
-        release()
 
 
 def _address(given: str | None, spec: ClusterSpec) -> tuple[str | None, str]:
@@ -284,12 +247,12 @@ def _dashboard_kwargs(dash: str | None) -> dict:
 
 
 def _quiet_workers() -> dict:
-    """Local workers that leave Ctrl-C to the client (:mod:`pipeline.quiet_worker`) and
+    """Local workers that leave Ctrl-C to the client (:mod:`pipeline.ctrl_c`) and
     log nothing below CRITICAL: a task's failure reaches the user once, as the run's one
     error line and in its report, not as a worker's traceback on the terminal."""
     import dask
 
-    preload = [*dask.config.get("distributed.worker.preload"), "pipeline.quiet_worker"]
+    preload = [*dask.config.get("distributed.worker.preload"), "pipeline.ctrl_c"]
     return {"preload": preload, "silence_logs": logging.CRITICAL}
 
 

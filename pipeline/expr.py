@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any, Callable, Iterable, Mapping
 
-from pipeline.errors import InputError, OpError
+from pipeline.errors import InputError
 
 # name -> (min args, max args)
 FUNCTIONS: Mapping[str, tuple[int, int]] = {
@@ -62,20 +62,7 @@ class Expr:
     tree: ast.AST = field(compare=False, repr=False, default=None)
 
     def __call__(self, functions: Mapping[str, Callable], variables: Mapping[str, Any]):
-        """The expression's value.
-
-        Raises
-        ------
-        OpError
-            The values do not fit the operators (``&`` on floats, shapes that do not
-            broadcast, ...).
-        """
-        try:
-            return self._fn(functions, variables)
-        except (TypeError, ValueError, ArithmeticError) as e:
-            raise OpError(f"cannot evaluate {self.text!r}: {type(e).__name__}: {e}",
-                          where="expr", hint="check the operands' types and shapes: & | ~ "
-                          "take booleans or integers, strings can only be compared") from None
+        return self._fn(functions, variables)
 
 
 def parse(text: str, variables: Iterable[str]) -> Expr:

@@ -4,6 +4,7 @@ naming the stage; never a traceback, a hang, or a file left outside the run fold
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -12,11 +13,13 @@ import subprocess
 import sys
 import textwrap
 import time
+import weakref
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline import ctrl_c
 from pipeline.cli import main
 
 X = " - {id: x, op: random, shape: [8, 4], chunks: [4, 4]}\n"
@@ -62,7 +65,12 @@ INPUT_CASES = {
     "'a' * 10**10": (elementwise("x + 'a' * 10**10"), [], "strings can only be compared"),
     "deep chain": (elementwise("-" * 5000 + "x"), [], "nested too deeply"),
     "long chain": (elementwise("x+" * 6000 + "x"), [], "more than 10,000"),
-    "& on floats": (elementwise("x & 1.5"), [], "cannot evaluate 'x & 1.5': TypeError"),
+    "deep chain in a filter": (" - {id: t, op: random_table, rows: 10, columns: {a: {keys: 3}}}\n"
+                               " - {id: f, op: filter, input: t, expr: '" + "-" * 5000
+                               + "a > 0'}\n - {id: w, op: write, input: f, path: f.csv}\n",
+                               [], "stages.f.expr: the expression is nested too deeply"),
+    "& on floats": (elementwise("x & 1.5"), [], "stages.y.expr: cannot evaluate: unsupported "
+                                                "operand type(s) for &"),
     "+ a string": (elementwise("x + 'a'"), [], "strings can only be compared"),
     "overflow": (elementwise("x + 10.0**400"), [], "a constant overflows a float"),
     "1/0": (elementwise("x + 1/0"), [], "division by zero in the constants"),
@@ -110,12 +118,6 @@ INPUT_CASES = {
     "corrupt parquet": (" - {id: x, op: read, path: corrupt.parquet}\n"
                         " - {id: w, op: write, input: x, path: x.parquet}\n", [],
                         "cannot read 'corrupt.parquet' as parquet"),
-    "join keys of two dtypes": (" - {id: l, op: random_table, rows: 10, columns: {k: {keys: 3}}}"
-                                "\n - {id: r, op: random_table, rows: 10, columns: "
-                                "{k: {distribution: normal}}}\n - {id: j, op: join, "
-                                "inputs: [l, r], on: k}\n"
-                                " - {id: w, op: write, input: j, path: j.parquet}\n", [],
-                                "stages.j"),
     "memory_limit=lots": (X + WRITE_X, ["--set", "cluster.memory_limit=lots"],
                           "cluster.memory_limit: bad value 'lots'"),
     "--address foo://x": (X + WRITE_X, ["--address", "foo://x"],
@@ -208,6 +210,28 @@ def test_a_corrupt_page_fails_at_run_time_in_one_line(tmp_path, address, capsys)
     assert "a file's contents are damaged" in err
 
 
+def test_join_keys_of_two_dtypes(tmp_path, address, capsys):
+    """Numeric keys of two dtypes join as pandas joins them (int 2 meets float 2.0);
+    keys of two kinds could never match, and are refused."""
+    pd.DataFrame({"k": [1, 2, 3], "name": ["a", "b", "c"]}).to_csv(tmp_path / "l.csv",
+                                                                   index=False)
+    pd.DataFrame({"k": [2.0, 3.0, 4.5], "v": [20.0, 30.0, 45.0]}).to_csv(tmp_path / "r.csv",
+                                                                         index=False)
+    text = (" - {id: l, op: read, path: l.csv}\n - {id: r, op: read, path: r.csv}\n"
+            " - {id: j, op: join, inputs: [l, r], on: k}\n"
+            " - {id: w, op: write, input: j, path: j.csv}\n")
+    assert run_case(tmp_path, text, [], address) == 0, capsys.readouterr().err
+    got = pd.read_csv(tmp_path / "out" / "j.csv").sort_values("k", ignore_index=True)
+    left = pd.read_csv(tmp_path / "l.csv").astype({"k": "float64"})  # what pandas compares
+    want = left.merge(pd.read_csv(tmp_path / "r.csv"), on="k")
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    assert run_case(tmp_path, text.replace("on: k", "on: name").replace(
+        "r.csv}", "r.csv}\n - {id: r2, op: assign, input: r, columns: {name: v}}").replace(
+        "inputs: [l, r]", "inputs: [l, r2]"), [], address) == 2
+    err = capsys.readouterr().err
+    assert "stages.j.on: key 'name' is" in err and "no row could match" in err
+
+
 # ---------------------------------------------------------------- faults (real processes)
 
 LONG = textwrap.dedent("""\
@@ -227,7 +251,7 @@ def start(folder, *extra, text=LONG, env=None):
         [sys.executable, "-m", "pipeline", "run", "long.yaml", "--no-dashboard",
          "--output-dir", "out", "--set", "cluster.n_workers=2", *extra],
         cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True, env={**os.environ, **(env or {})})
+        start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     assert "backend cpu" in proc.stdout.readline()  # printed once the workers are up
     return proc
 
@@ -258,11 +282,53 @@ def test_ctrl_c_and_a_killed_run(tmp_path):
     assert not list(tmp_path.glob(".out.staging-*"))[1:]
     time.sleep(1)
     os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
     assert err == "error: interrupted (Ctrl-C); the run folder is left as it was\n"
     assert group_gone(proc.pid)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.yaml"]
+
+
+def _interrupt_inside(install, remove) -> list:
+    """Press Ctrl-C (SIGINT to this process) inside a callback that ``install(callback)``
+    puts where Python drops exceptions; the interrupt must come once outside it."""
+    fired = []
+
+    def callback(*args):
+        if not fired:
+            fired.append(True)
+            os.kill(os.getpid(), signal.SIGINT)  # the handler runs here, inside it
+
+    install(callback)
+    try:
+        with ctrl_c.handled(), pytest.raises(KeyboardInterrupt):
+            gc.collect()
+            time.sleep(5)  # interrupted long before
+    finally:
+        remove(callback)
+    return fired
+
+
+def test_ctrl_c_inside_a_gc_callback_is_not_lost():
+    """The in-process scheduler installs a gc callback; Python ignores what it raises."""
+    assert _interrupt_inside(gc.callbacks.append, gc.callbacks.remove)
+
+
+def test_ctrl_c_inside_a_weakref_callback_is_not_lost():
+    """Objects freed by a collection call their weakref callbacks (Dask's and the
+    standard library's WeakSets have them); Python ignores what those raise."""
+    class Thing:
+        pass
+
+    keep = []
+
+    def install(callback):
+        a, b = Thing(), Thing()
+        a.other, b.other = b, a  # a cycle: freed by gc.collect(), not before
+        keep.append(weakref.ref(a, callback))
+        del a, b
+
+    assert _interrupt_inside(install, lambda callback: keep.clear())
 
 
 @pytest.mark.slow

@@ -162,8 +162,8 @@ def check_expr(df, text: str, where: str = "expr"):
     names = tuple(str(c) for c in df.columns)
     try:
         tree = ast.parse(text.strip(), mode="eval") if isinstance(text, str) else None
-    except SyntaxError:
-        tree = None  # parse() below reports it with the column
+    except (SyntaxError, RecursionError, MemoryError):
+        tree = None  # parse() below reports it (too deep: the parser's own stack)
     if tree is not None:
         called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
         for n in ast.walk(tree):
