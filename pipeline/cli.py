@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as e:
         if args.verbose:
             traceback.print_exc()
-        print(e.line() if isinstance(e, InputError) else f"error: {e}", file=sys.stderr)
+        print(e.line(), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -81,13 +81,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _load(args):
-    from pipeline import plan, spec
+    from pipeline import plan
+
+    return plan.build(_workflow(args))
+
+
+def _workflow(args):
+    from pipeline import api
 
     overrides = list(args.overrides)
     if args.backend:
         overrides.append(f"backend={args.backend}")
-    wf = spec.load(args.workflow, overrides, output_dir=getattr(args, "output_dir", None))
-    return plan.build(wf)
+    return api.load(args.workflow, overrides, output_dir=getattr(args, "output_dir", None))
 
 
 def _validate(args) -> int:
@@ -118,32 +123,27 @@ def _validate(args) -> int:
 
 
 def _run(args) -> int:
-    from pipeline import cluster, runner
-    from pipeline.report import human_bytes, table
+    from pipeline import api
+    from pipeline.report import table
 
-    p = _load(args)
-    wf = p.workflow
-    say = (lambda *_: None) if args.quiet else print
-    for w in p.warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    dash = None if args.no_dashboard else (args.dashboard_address or "keep")
-    # the backend is resolved here (local cluster) or on the workers (existing cluster)
-    with cluster.connect(wf.cluster, wf.backend, address=args.address,
-                         dashboard_address=dash, tables=p.table_stages) as session:
-        if session.dashboard_link:  # first thing, so a user can open it while it runs
-            say(f"dashboard: {session.dashboard_link}")
-        sized = session.backend.chunk_bytes
-        say(f"workflow '{wf.name}': backend {session.backend_why}"
-            + (f"; chunks: auto = {human_bytes(sized)}, from the GPU's memory" if sized else ""))
-        doc = runner.run(p, session.backend, session,
-                         progress=not args.quiet and sys.stdout.isatty())
+    def echo(line: str) -> None:
+        if line.startswith("warning: "):
+            print(line, file=sys.stderr)
+        elif not args.quiet:
+            print(line)
+
+    result = api.run(_workflow(args), address=args.address,
+                     dashboard_address=None if args.no_dashboard
+                     else (args.dashboard_address or "keep"),
+                     progress=not args.quiet and sys.stdout.isatty(), echo=echo)
+    doc = result.report
     for lost in doc.get("lost_workers", ()):
         gone = "left" if lost["graceful"] else "was lost"
         print(f"warning: worker {lost['worker']} {gone} during the run; Dask recomputed "
               f"its {lost['tasks_running']} running and {lost['results_recomputed']} held "
               f"task(s) elsewhere", file=sys.stderr)
     print(table(doc["stages"], doc["totals"]))
-    print(f"run folder: {wf.output_dir}")
+    print(f"run folder: {result.run_folder}")
     return 0
 
 

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 
 class PipelineError(Exception):
-    """Base class of the errors the CLI turns into one line and an exit code."""
+    """Base class of the errors the CLI turns into one line and an exit code.
+
+    The Python API raises these too: :meth:`line` is the line the CLI prints, and
+    ``exit_code`` the code it exits with.
+    """
 
     exit_code = 1
+
+    def line(self) -> str:
+        return f"error: {self}"
 
 
 class InputError(PipelineError):

@@ -56,11 +56,11 @@ def build(workflow: Workflow) -> Plan:
         _check_refs(planned)
         order = _toposort(planned)
     except InputError as e:
-        raise e.located(file=str(workflow.path)) from None
+        raise e.located(file=workflow.label) from None
     sinks = [s for s in order if s.info.family == "sink"]
     if not sinks:
         raise InputError("no sink stage: nothing would be computed", where="stages",
-                         hint="add a 'write' stage", file=str(workflow.path))
+                         hint="add a 'write' stage", file=workflow.label)
     warnings = tuple(
         f"stage '{s.id}' feeds no other stage and is not a sink: it will not be computed"
         for s in order if s.info.family != "sink" and

@@ -74,7 +74,7 @@ def build(plan: Plan, backend: Backend, staging_dir: Path) -> Built:
                 try:
                     value = ps.info.fn(ctx, *args, **params)
                 except InputError as e:
-                    raise e.located(where=ps.stage.where, file=str(wf.path)) from None
+                    raise e.located(where=ps.stage.where, file=wf.label) from None
             built.span_ids[ps.id] = span_id
             if ps.info.family == "sink":
                 built.sinks[ps.id] = value
@@ -196,7 +196,7 @@ def _document(plan: Plan, backend: Backend, session, built: Built, computed: set
                                            *metrics.SPILL_FIELDS.values())},
               **memory.peaks(-float("inf"), float("inf"))}
     doc = {
-        "workflow": {"name": wf.name, "description": wf.description, "path": str(wf.path),
+        "workflow": {"name": wf.name, "description": wf.description, "path": wf.label,
                      "spec": dict(wf.raw)},
         "backend": backend.name,
         "cluster": {"kind": session.kind, "address": session.address,

@@ -55,10 +55,22 @@ class Context:
         OpError
             The path leaves the run folder.
         """
-        final = (self.output_dir / path).resolve()
-        if not final.is_relative_to(self.output_dir.resolve()):
-            raise OpError(f"'{path}' is outside the run folder", where="path",
-                          hint="write paths are relative to output_dir")
+        final = destination(self.output_dir, path)
         staged = self.staging_dir / f"{len(self.outputs)}-{final.name}"
         self.outputs.append((staged, final))
         return staged
+
+
+def destination(output_dir: Path, path: str) -> Path:
+    """Where a sink's ``path`` lands: inside the run folder ``output_dir``.
+
+    Raises
+    ------
+    OpError
+        The path leaves the run folder.
+    """
+    final = (output_dir / path).resolve()
+    if not final.is_relative_to(output_dir.resolve()):
+        raise OpError(f"'{path}' is outside the run folder", where="path",
+                      hint="write paths are relative to output_dir")
+    return final
