@@ -191,10 +191,13 @@ def _bench(args) -> int:
 
 def _ops(args) -> int:
     from pipeline import ops
+    from pipeline.ops import plugins
 
     if args.op:
         info = ops.get(args.op)
-        print(f"{info.name} ({info.family}; inputs: {info.inputs})")
+        source = plugins.origin(info.fn)
+        print(f"{info.name} ({info.family}; inputs: {info.inputs}"
+              + (f"; plugin: {source}" if source else "") + ")")
         print(inspect.getdoc(info.fn) or "")
         print("\nparameters:")
         for param in info.params.values():
@@ -206,7 +209,11 @@ def _ops(args) -> int:
         if members:
             print(f"{family}:")
             for info in members:
-                print(f"  {info.name:<12} {info.summary}")
+                source = plugins.origin(info.fn)
+                print(f"  {info.name:<14} {info.summary}"
+                      + (f" [plugin: {source}]" if source else ""))
+    for name, error in sorted(plugins.FAILED.items()):
+        print(f"warning: plugin '{name}' failed to load: {error}", file=sys.stderr)
     return 0
 
 
