@@ -189,5 +189,6 @@ def _destinations(p) -> dict[str, Path]:
     """Each sink stage's final file (sinks without a ``path`` are left out)."""
     from pipeline.ops.context import destination
 
-    return {ps.id: destination(p.workflow.output_dir, ps.params["path"])
+    return {ps.id: destination(p.workflow.output_dir, ps.params["path"],
+                               ps.params.get("storage_options"))
             for ps in p.stages if ps.info.family == "sink" and "path" in ps.params}

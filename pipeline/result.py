@@ -24,7 +24,8 @@ class Result:
         What report.json holds: workflow, backend, cluster, versions, per-stage metrics,
         totals, outputs.
     outputs : dict
-        ``{sink stage id: path}`` of every file the run wrote.
+        ``{sink stage id: path}`` of every file the run wrote (a
+        :class:`pipeline.storage.Remote` for a URL).
     run_folder : Path
         The run folder (``output_dir``), as given.
     values : dict
@@ -34,7 +35,7 @@ class Result:
     """
 
     report: dict
-    outputs: dict[str, Path]
+    outputs: dict[str, Any]
     run_folder: Path
 
     @cached_property
@@ -51,22 +52,29 @@ class Result:
                 f"outputs={sorted(self.outputs)})")
 
 
-def read_value(path: Path):
-    """A written output read back into host memory (see :attr:`Result.values`)."""
-    suffix = path.suffix
-    if suffix == ".npy":
-        import numpy as np
+def read_value(path):
+    """A written output (a local path or a :class:`pipeline.storage.Remote`) read back
+    into host memory (see :attr:`Result.values`)."""
+    from pipeline.storage import Remote
 
-        return np.load(path)
+    remote = isinstance(path, Remote)
+    options = {"storage_options": dict(path.options)} if remote else {}
+    suffix = path.suffix
     if suffix == ".zarr":
         import zarr
 
-        return zarr.open_array(str(path), mode="r")[...]
+        return zarr.open_array(str(path), mode="r", **options)[...]
     if suffix in (".parquet", ".csv"):
         import pandas as pd
 
-        return pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path)
-    doc = json.loads(path.read_text())
+        read = pd.read_parquet if suffix == ".parquet" else pd.read_csv
+        return read(str(path), **options)
+    with path.open("rb") if remote else open(path, "rb") as f:
+        if suffix == ".npy":
+            import numpy as np
+
+            return np.load(f)
+        doc = json.load(f)
     if isinstance(doc, dict):  # a scalar: {"value": x}
         return doc["value"]
     if doc and all(isinstance(r, dict) for r in doc):  # table records

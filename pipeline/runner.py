@@ -24,7 +24,7 @@ from typing import Any
 import dask
 import dask.array as da
 
-from pipeline import metrics, report, report_html
+from pipeline import metrics, report, report_html, storage
 from pipeline.backends import Backend
 from pipeline.memory import MemorySampler
 from pipeline.perf_report import PerformanceReport
@@ -119,6 +119,7 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False) 
     staging.mkdir()
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
+    built = None  # nothing is written while building: a failure there leaves nothing
     try:
         built = build(plan, backend, staging)
         computed = _upstream_of_sinks(plan)
@@ -152,7 +153,8 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False) 
             for pending, result in zip(sinks, results):
                 if pending.finish:
                     pending.finish(result)
-            files = [{"path": str(final), "bytes": _size(staged)}
+            files = [{"path": str(final), "bytes": storage.size(staged)
+                      if isinstance(staged, storage.Remote) else _size(staged)}
                      for staged, final in built.outputs]
             doc = _document(plan, backend, session, built, computed, rows, stage_metrics,
                             memory, watch, started, t0, files)
@@ -165,6 +167,9 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False) 
             os.replace(staging / name, out_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        for staged, _ in built.outputs if built else ():
+            if isinstance(staged, storage.Remote):
+                storage.discard(staged)  # moved already, or left by the failure
     return doc
 
 
@@ -172,7 +177,8 @@ def _workflow_text(wf) -> str:
     """The workflow as YAML, for the performance report's "Calling Code" section."""
     import yaml
 
-    return f"# {wf.path}\n" + yaml.safe_dump(dict(wf.raw), sort_keys=False)
+    return f"# {wf.label or 'a workflow given as a mapping'}\n" \
+        + yaml.safe_dump(storage.redacted(wf.raw), sort_keys=False)
 
 
 def _document(plan: Plan, backend: Backend, session, built: Built, computed: set, rows: dict,
@@ -197,7 +203,7 @@ def _document(plan: Plan, backend: Backend, session, built: Built, computed: set
               **memory.peaks(-float("inf"), float("inf"))}
     doc = {
         "workflow": {"name": wf.name, "description": wf.description, "path": wf.label,
-                     "spec": dict(wf.raw)},
+                     "spec": storage.redacted(wf.raw)},
         "backend": backend.name,
         "cluster": {"kind": session.kind, "address": session.address,
                     "n_workers": session.n_workers, "dashboard": session.dashboard_link,
@@ -248,6 +254,9 @@ def _upstream_of_sinks(plan: Plan) -> set[str]:
 def _move_outputs(outputs: list[tuple[Path, Path]]) -> None:
     """Rename each staged output onto its final path (replacing an older one)."""
     for staged, final in outputs:
+        if isinstance(final, storage.Remote):
+            storage.promote(staged, final)
+            continue
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.is_dir() and not final.is_symlink():
             shutil.rmtree(final)
