@@ -70,8 +70,8 @@ def load(source: str | Path | Mapping, overrides: Mapping[str, Any] | list[str] 
 
 def run(workflow: Workflow | str | Path | Mapping, *, client=None, backend: str | None = None,
         output_dir: str | Path | None = None, progress: bool | Any = False,
-        address: str | None = None, dashboard_address: str | None = "keep",
-        echo: Echo | None = None) -> Result:
+        cache: str | Path | None = None, address: str | None = None,
+        dashboard_address: str | None = "keep", echo: Echo | None = None) -> Result:
     """Run a workflow on a Dask cluster and return its report and outputs.
 
     Parameters
@@ -88,6 +88,10 @@ def run(workflow: Workflow | str | Path | Mapping, *, client=None, backend: str 
         The run folder, instead of the workflow's.
     progress : bool or text stream
         Draw per-stage progress on stdout (True) or on the given stream.
+    cache : str or Path, optional
+        Keep every stage's result in this folder and reuse it in later runs
+        (``--cache DIR``); stages marked ``cache: true`` use the default folder
+        (``$PIPELINE_CACHE_DIR`` or ``~/.cache/pipeline``) without it.
     address : str, optional
         The scheduler of an existing cluster (``--address``).
     dashboard_address : str or None
@@ -110,7 +114,8 @@ def run(workflow: Workflow | str | Path | Mapping, *, client=None, backend: str 
     RunFailed
         A stage raised on the workers, or the workers were lost; nothing is left behind.
     """
-    from pipeline import cluster, plan, runner
+    from pipeline import cache as stage_cache
+    from pipeline import plan, runner
     from pipeline.report import human_bytes
 
     say = echo or (lambda line: None)
@@ -129,7 +134,10 @@ def run(workflow: Workflow | str | Path | Mapping, *, client=None, backend: str 
         sized = session.backend.chunk_bytes
         say(f"workflow '{wf.name}': backend {session.backend_why}"
             + (f"; chunks: auto = {human_bytes(sized)}, from the GPU's memory" if sized else ""))
-        doc = runner.run(p, session.backend, session, progress=progress)
+        cached = stage_cache.for_run(p, session.backend, cache)
+        doc = runner.run(p, session.backend, session, progress=progress, cache=cached)
+    for w in doc["warnings"][len(p.warnings):]:  # found while running: the cache's
+        say(f"warning: {w}")
     return Result(doc, _destinations(p), wf.output_dir)
 
 

@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
     run.add_argument("--dashboard-address", help="e.g. 127.0.0.1:8787")
     run.add_argument("--quiet", action="store_true", help="print only errors and the summary")
+    run.add_argument("--cache", metavar="DIR",
+                     help="keep every stage's result in DIR and reuse it in later runs")
 
     validate = sub.add_parser("validate", help="check a workflow; print its stage DAG")
     workflow_args(validate)
@@ -57,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     ops = sub.add_parser("ops", help="list the ops, or describe one")
     ops.add_argument("op", nargs="?")
 
+    cache = sub.add_parser("cache", help="list or clear cached stage results")
+    cache.add_argument("action", choices=("ls", "clear"))
+    cache.add_argument("--cache", metavar="DIR",
+                       help="the cache folder (default: $PIPELINE_CACHE_DIR or "
+                            "~/.cache/pipeline)")
+
     doctor = sub.add_parser("doctor", help="check this machine for GPU runs: GPUs, driver, "
                                            "CUDA, libraries, and the fix for each problem")
     doctor.add_argument("--no-import", action="store_true",
@@ -68,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
-        return {"run": _run, "validate": _validate, "ops": _ops,
-                "doctor": _doctor, "advise": _advise, "bench": _bench}[args.command](args)
+        return {"run": _run, "validate": _validate, "ops": _ops, "doctor": _doctor,
+                "advise": _advise, "bench": _bench, "cache": _cache}[args.command](args)
     except PipelineError as e:
         if args.verbose:
             traceback.print_exc()
@@ -135,7 +143,8 @@ def _run(args) -> int:
     result = api.run(_workflow(args), address=args.address,
                      dashboard_address=None if args.no_dashboard
                      else (args.dashboard_address or "keep"),
-                     progress=not args.quiet and sys.stdout.isatty(), echo=echo)
+                     progress=not args.quiet and sys.stdout.isatty(), cache=args.cache,
+                     echo=echo)
     doc = result.report
     for lost in doc.get("lost_workers", ()):
         gone = "left" if lost["graceful"] else "was lost"
@@ -214,6 +223,30 @@ def _ops(args) -> int:
                       + (f" [plugin: {source}]" if source else ""))
     for name, error in sorted(plugins.FAILED.items()):
         print(f"warning: plugin '{name}' failed to load: {error}", file=sys.stderr)
+    return 0
+
+
+def _cache(args) -> int:
+    from pathlib import Path
+
+    from pipeline import cache
+    from pipeline.report import human_bytes
+
+    store = cache.Store(Path(args.cache).expanduser() if args.cache else cache.default_dir())
+    if args.action == "clear":
+        count, freed = store.clear()
+        print(f"removed {count} entries ({human_bytes(freed)}) from {store.root}")
+        return 0
+    found = store.list()
+    print(f"{store.root}: {len(found)} entries, "
+          f"{human_bytes(sum(int(m.get('bytes') or 0) for m in found))}")
+    for m in found:
+        what = m.get("problem") or (
+            f"{m['workflow']}:{m['stage']} ({m['op']}) "
+            + ("x".join(map(str, m["shape"])) + f" {m['dtype']}" if m["kind"] == "array"
+               else f"{len(m['columns'])} columns"))
+        print(f"  {m['key'][:12]}  {human_bytes(int(m.get('bytes') or 0)):>10}  "
+              f"{m.get('created', '-'):<25}  {what}")
     return 0
 
 

@@ -46,8 +46,11 @@ class Built:
     outputs: list[tuple[Path, Path]] = field(default_factory=list)
 
 
-def build(plan: Plan, backend: Backend, staging_dir: Path) -> Built:
+def build(plan: Plan, backend: Backend, staging_dir: Path, cache=None) -> Built:
     """Call every op in DAG order, each inside its stage's span. Nothing is computed.
+
+    ``cache``: a :class:`pipeline.cache.stages.StageCache`; a stage it holds is read from
+    it instead of calling the op, and the others' results are offered to it.
 
     Raises
     ------
@@ -72,7 +75,11 @@ def build(plan: Plan, backend: Backend, staging_dir: Path) -> Built:
                 # dask-expr warns that it ignores annotations; metrics.py accounts for it
                 warnings.filterwarnings("ignore", "Dask annotations .* detected")
                 try:
-                    value = ps.info.fn(ctx, *args, **params)
+                    value = cache.load(ps, ctx) if cache else None
+                    if value is None:
+                        value = ps.info.fn(ctx, *args, **params)
+                        if cache:
+                            cache.offer(ps, ctx, value)
                 except InputError as e:
                     raise e.located(where=ps.stage.where, file=wf.label) from None
             built.span_ids[ps.id] = span_id
@@ -98,10 +105,12 @@ def output_info(value) -> dict:
     return {"kind": "sink"}
 
 
-def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False) -> dict:
+def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
+        cache=None) -> dict:
     """Run the plan on ``session``'s cluster and return the report (also written).
 
     ``progress``: draw per-stage progress on stdout (True) or on the given terminal stream.
+    ``cache``: the run's :class:`pipeline.cache.stages.StageCache`, if any.
 
     Raises
     ------
@@ -121,8 +130,11 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False) 
     t0 = time.perf_counter()
     built = None  # nothing is written while building: a failure there leaves nothing
     try:
-        built = build(plan, backend, staging)
-        computed = _upstream_of_sinks(plan)
+        built = build(plan, backend, staging, cache)
+        computed = _upstream_of_sinks(plan, cache.hits if cache else set())
+        if cache:  # entries of the stages computed, written with the sinks
+            writes = cache.writes(computed)
+            built.sinks.update({f"cache:{sid}": w for sid, w in writes.items()})
         row_counts = {sid: v.shape[0] for sid, v in built.values.items()
                       if sid in computed and hasattr(v, "columns")}
         client = session.client
@@ -167,6 +179,8 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False) 
             os.replace(staging / name, out_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if cache:
+            cache.discard()  # what is not committed (the run failed)
         for staged, _ in built.outputs if built else ():
             if isinstance(staged, storage.Remote):
                 storage.discard(staged)  # moved already, or left by the failure
@@ -195,7 +209,8 @@ def _document(plan: Plan, backend: Backend, session, built: Built, computed: set
         m = stage_metrics[ps.id]
         if _touches_frame(built, ps):
             m.update(wall_s=None, compute_s=None)  # not separated: see _touches_frame
-        stages.append({"id": ps.id, "op": ps.info.name, "computed": ps.id in computed, **m,
+        stages.append({"id": ps.id, "op": ps.info.name, "computed": ps.id in computed,
+                       "cached": bool(cache and ps.id in cache.hits), **m,
                        **memory.peaks(m["start"], m["stop"]), "output": out})
     totals = {"wall_s": wall, **{k: sum(s[k] or 0 for s in stages)
                                  for k in ("compute_s", "h2d_bytes", "d2h_bytes",
@@ -213,7 +228,7 @@ def _document(plan: Plan, backend: Backend, session, built: Built, computed: set
         "stages": stages,
         "totals": totals,
         "outputs": files,
-        "warnings": list(plan.warnings),
+        "warnings": list(plan.warnings) + (cache.warnings if cache else []),
         "lost_workers": watch.lost,
     }
     return doc
@@ -239,7 +254,8 @@ def _touches_frame(built: Built, ps) -> bool:
     return any(hasattr(v, "columns") for v in values)
 
 
-def _upstream_of_sinks(plan: Plan) -> set[str]:
+def _upstream_of_sinks(plan: Plan, cached: set[str] = frozenset()) -> set[str]:
+    """The stages the sinks need, not looking above a stage read from the cache."""
     needed: set[str] = set()
     todo = [s.id for s in plan.stages if s.info.family == "sink"]
     by_id = {s.id: s for s in plan.stages}
@@ -247,7 +263,8 @@ def _upstream_of_sinks(plan: Plan) -> set[str]:
         sid = todo.pop()
         if sid not in needed:
             needed.add(sid)
-            todo.extend(by_id[sid].upstream)
+            if sid not in cached:
+                todo.extend(by_id[sid].upstream)
     return needed
 
 
