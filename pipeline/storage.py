@@ -13,6 +13,7 @@ and delete, so it is not atomic.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -160,17 +161,15 @@ def expand(target: Remote) -> list[Remote]:
 
     fs, path = target.fs()
     try:
-        if glob.has_magic(path):
-            found = sorted(fs.glob(path))
-            if not found:
-                raise OpError(f"{target.url}: no object matches", where="path")
-            return [Remote(fs.unstrip_protocol(p), target.options) for p in found]
-        fs.info(path)
-    except OpError:
-        raise
+        if not glob.has_magic(path):
+            fs.info(path)  # raises when it is not there, or cannot be reached
+            return [target]
+        found = sorted(fs.glob(path))
     except Exception as e:  # each filesystem raises its own types: reason() sorts them
         raise failure(target, e) from None
-    return [target]
+    if not found:
+        raise OpError(f"{target.url}: no object matches", where="path")
+    return [Remote(fs.unstrip_protocol(p), target.options) for p in found]
 
 
 def check_writable(target: Remote) -> None:
@@ -245,14 +244,15 @@ def promote(staged: Remote, final: Remote) -> int:
 
 
 def discard(staged: Remote) -> None:
-    """Remove what a failed run staged at ``staged``, if anything (best effort: the run's
-    own error is what the user needs to see)."""
+    """Remove what a failed run staged at ``staged``, if anything. Best effort: the run's
+    own error is what the user needs to see, so a failure here is logged, not raised."""
     try:
         fs, path = staged.fs()
         if fs.exists(path):
             fs.rm(path, recursive=True)
-    except Exception:  # noqa: S110 - cleanup after a failure must not mask it
-        pass
+    except Exception as e:  # any filesystem's error: cleanup must not mask the run's
+        logging.getLogger("pipeline").warning("could not remove %s: %s", staged.url,
+                                              reason(e))
 
 
 def parquet_filesystem(target: Remote):

@@ -89,29 +89,39 @@ def _entry(cache, stage):
     raise AssertionError(f"no entry for {stage}")
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate", "manifest"])
-def test_a_corrupt_entry_is_recomputed_never_returned(client, tmp_path, damage):
+def _damage(entry, how: str) -> None:
+    if how == "manifest":
+        (entry / "entry.json").write_text("{not json")
+        return
+    chunk = max((f for f in entry.rglob("*") if f.is_file() and f.name != "entry.json"),
+                key=lambda f: f.stat().st_size)
+    raw = bytearray(chunk.read_bytes())
+    if how == "flip":  # same size, one byte changed: only the CRC-32 can tell
+        raw[len(raw) // 2] ^= 0xFF
+    chunk.write_bytes(raw if how == "flip" else raw[:len(raw) // 2])
+
+
+def test_corrupt_entries_are_recomputed_never_returned(client, tmp_path):
     data = np.random.default_rng().standard_normal((120, 16))
     np.save(tmp_path / "x.npy", data)
     cache = tmp_path / "cache"
     run(client, tmp_path, cache=cache)
-    entry = _entry(cache, "power")
-    if damage == "manifest":
-        (entry / "entry.json").write_text("{not json")
-    else:
-        chunk = max((f for f in entry.rglob("*") if f.is_file() and f.name != "entry.json"),
-                    key=lambda f: f.stat().st_size)
-        raw = bytearray(chunk.read_bytes())
-        if damage == "flip":
-            raw[len(raw) // 2] ^= 0xFF
-        chunk.write_bytes(raw if damage == "flip" else raw[:len(raw) // 2])
-    result, stages = run(client, tmp_path, overrides={"stages.summary.how": "sum"},
-                         cache=cache)
-    assert not stages["power"]["cached"] and stages["spectrum"]["cached"]
-    np.testing.assert_allclose(result.values["save"], power(data).sum(axis=0))
-    warning = [w for w in result.report["warnings"] if "corrupt" in w]
-    assert len(warning) == 1 and warning[0].startswith("stage 'power': cache entry ")
-    assert (_entry(cache, "power") / "entry.json").exists()  # written anew
+    damaged = {"summary": "manifest", "power": "flip", "spectrum": "truncate"}
+    entries = {stage: _entry(cache, stage) for stage in damaged}
+    for stage, how in damaged.items():
+        _damage(entries[stage], how)
+    result, stages = run(client, tmp_path, cache=cache)
+    assert [sid for sid, s in stages.items() if s["cached"]] == ["x"]  # its entry is sound
+    np.testing.assert_allclose(result.values["save"], power(data).mean(axis=0))
+    warnings = sorted(w for w in result.report["warnings"] if "corrupt" in w)
+    assert len(warnings) == 3
+    assert warnings[0].startswith("stage 'power': cache entry ")
+    assert "does not match its size and CRC-32" in warnings[0]
+    assert "no readable manifest" in warnings[2]
+    for stage in damaged:  # written anew
+        assert (_entry(cache, stage) / "entry.json").exists()
+    _, stages = run(client, tmp_path, cache=cache)
+    assert stages["summary"]["cached"]
 
 
 def test_cache_true_on_one_stage_uses_the_default_folder(client, tmp_path, monkeypatch):

@@ -114,49 +114,60 @@ def test_http_cannot_be_written(tmp_path, capsys, address):
     assert "http:// is read-only here" in one_line_error(capsys, doc, tmp_path, address)
 
 
-@pytest.mark.parametrize("fmt", ["npy", "zarr", "json"])
-def test_s3_array_round_trip(s3, tmp_path, client, fmt):
+def test_s3_arrays_written_and_read_back(s3, tmp_path, client):
     options, fs = s3
     data = np.random.default_rng().standard_normal((203, 9))
     np.save(tmp_path / "x.npy", data)
-    url = f"s3://data/{fmt}/result.{fmt}"
+    urls = {fmt: f"s3://data/arrays/result.{fmt}" for fmt in ("npy", "zarr", "json")}
     doc = {"name": "s", "stages": [
         {"id": "x", "op": "read", "path": "x.npy", "chunks": [40, 5]},
         {"id": "y", "op": "elementwise", "inputs": {"x": "x"}, "expr": "2 * x + 1"},
-        {"id": "up", "op": "write", "input": "y", "path": url, "storage_options": options}]}
+        *({"id": fmt, "op": "write", "input": "y", "path": url, "storage_options": options}
+          for fmt, url in urls.items())]}
     first = run(doc, client, tmp_path)
-    assert first.report["outputs"][0]["path"] == url
-    assert first.report["outputs"][0]["bytes"] > data.nbytes * (0.3 if fmt == "zarr" else 1)
-    assert fs.ls(f"data/{fmt}") == [f"data/{fmt}/result.{fmt}"]  # no staging left
-    np.testing.assert_allclose(np.asarray(first.values["up"]), 2 * data + 1)
-    # and back: the same object read from S3
+    assert {o["path"] for o in first.report["outputs"]} == set(urls.values())
+    npy = next(o for o in first.report["outputs"] if o["path"] == urls["npy"])
+    assert npy["bytes"] == data.nbytes + 128  # the .npy header, then the data
+    assert sorted(fs.ls("data/arrays")) == sorted(u[5:] for u in urls.values())  # no staging
+    for fmt in urls:
+        np.testing.assert_allclose(np.asarray(first.values[fmt]), 2 * data + 1)
+    for i in (0, 1):  # and a glob of objects, concatenated on axis 0
+        np.save(tmp_path / f"part{i}.npy", data[i * 100:(i + 1) * 100])
+        fs.put(str(tmp_path / f"part{i}.npy"), f"data/glob/part{i}.npy")
+    # and back: the same objects read from S3 (json is a sink-only format)
     back = {"name": "b", "stages": [
-        {"id": "r", "op": "read", "path": url, "storage_options": options,
-         **({"chunks": [70, 9]} if fmt != "json" else {})},
-        {"id": "w", "op": "write", "input": "r", "path": "r.npy"}]}
-    if fmt == "json":
-        return  # json is a sink-only format
-    np.testing.assert_allclose(run(back, client, tmp_path).values["w"], 2 * data + 1)
+        {"id": "g", "op": "read", "path": "s3://data/glob/part*.npy",
+         "storage_options": options},
+        {"id": "wg", "op": "write", "input": "g", "path": "g.npy"},
+        {"id": "n", "op": "read", "path": urls["npy"], "storage_options": options,
+         "chunks": [70, 9]},
+        {"id": "z", "op": "read", "path": urls["zarr"], "storage_options": options},
+        {"id": "wn", "op": "write", "input": "n", "path": "n.npy"},
+        {"id": "wz", "op": "write", "input": "z", "path": "z.npy"}]}
+    again = run(back, client, tmp_path)
+    np.testing.assert_allclose(again.values["wn"], 2 * data + 1)
+    np.testing.assert_allclose(again.values["wz"], 2 * data + 1)
+    np.testing.assert_array_equal(again.values["wg"], data[:200])
 
 
-@pytest.mark.parametrize("fmt", ["parquet", "csv"])
-def test_s3_table_round_trip(s3, tmp_path, client, fmt):
+def test_s3_tables_written_and_read_back(s3, tmp_path, client):
     options, fs = s3
     rng = np.random.default_rng()
     table = pd.DataFrame({"k": rng.integers(0, 9, 300), "v": rng.standard_normal(300)})
     table.to_parquet(tmp_path / "t.parquet", index=False)
     fs.put(str(tmp_path / "t.parquet"), "data/in/t.parquet")
-    url = f"s3://data/tables_{fmt}/out.{fmt}"
     doc = {"name": "t", "stages": [
         {"id": "t", "op": "read", "path": "s3://data/in/t.parquet", "blocksize": 2000,
          "storage_options": options},
         {"id": "f", "op": "filter", "input": "t", "expr": "v > 0"},
-        {"id": "up", "op": "write", "input": "f", "path": url, "storage_options": options}]}
-    got = run(doc, client, tmp_path).values["up"]
-    want = table[table.v > 0]
-    pd.testing.assert_frame_equal(got.sort_values(["k", "v"]).reset_index(drop=True),
-                                  want.sort_values(["k", "v"]).reset_index(drop=True))
-    assert fs.ls(f"data/tables_{fmt}") == [f"data/tables_{fmt}/out.{fmt}"]
+        *({"id": fmt, "op": "write", "input": "f", "path": f"s3://data/tables/out.{fmt}",
+           "storage_options": options} for fmt in ("parquet", "csv"))]}
+    result = run(doc, client, tmp_path)
+    want = table[table.v > 0].sort_values(["k", "v"]).reset_index(drop=True)
+    for fmt in ("parquet", "csv"):
+        got = result.values[fmt].sort_values(["k", "v"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, want)
+    assert sorted(fs.ls("data/tables")) == ["data/tables/out.csv", "data/tables/out.parquet"]
 
 
 def test_s3_missing_bucket_is_exit_2_before_compute(s3, tmp_path, capsys, address):

@@ -112,6 +112,20 @@ def test_plugin_op_against_numpy(examples, session, tmp_path):
     assert not np.isnan(result.values["w"]).any()
 
 
+def test_plugin_ops_validate_and_advise(examples, tmp_path, capsys):
+    wf = write(tmp_path, """
+        name: p
+        stages:
+          - {id: x, op: random, shape: [64, 32], seed: 1}
+          - {id: z, op: zscore, input: x, axis: 1}
+          - {id: w, op: write, input: z, path: z.npy}
+    """)
+    assert main(["validate", wf]) == 0
+    assert "z  zscore(x) -> 64x32 float64" in capsys.readouterr().out
+    assert main(["advise", wf]) == 0
+    assert "zscore" in capsys.readouterr().out
+
+
 def test_a_broken_plugin_is_named_not_fatal(examples, tmp_path, monkeypatch, capsys):
     dist = tmp_path / "broken_plugin-1.0.dist-info"
     dist.mkdir()

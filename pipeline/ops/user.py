@@ -52,7 +52,8 @@ def map_blocks(ctx: Context, x, *, function: str, kwargs: dict[str, Any] | None 
     fn = resolve(ref)
     kwargs = dict(kwargs or {})
     drop = _axes(drop_axis, x.ndim, "drop_axis")
-    out_ndim = x.ndim - len(drop) + len(_axes(new_axis, 99, "new_axis"))
+    added = 0 if new_axis is None else 1 if isinstance(new_axis, int) else len(new_axis)
+    out_ndim = x.ndim - len(drop) + added
     new = _axes(new_axis, out_ndim, "new_axis")
     out_dtype = _dtype(dtype)
     if out_dtype is None:  # as Dask infers it, but on a block of the backend's kind

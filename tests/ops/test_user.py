@@ -155,6 +155,7 @@ def to_pandas(backend, df) -> pd.DataFrame:
     return value if backend.frame_module == "pandas" else value.to_pandas()
 
 
+@pytest.mark.tables
 @pytest.mark.parametrize("declared", [None, {"a": "float64", "b": "float64",
                                              "ratio": "float64"}])
 def test_map_partitions_against_pandas(make_ctx, backend, declared):
@@ -166,6 +167,7 @@ def test_map_partitions_against_pandas(make_ctx, backend, declared):
     pd.testing.assert_frame_equal(to_pandas(backend, out).sort_index(), want)
 
 
+@pytest.mark.tables
 def test_map_partitions_declared_columns_are_checked(make_ctx, backend):
     _, df = frame(backend, 2)
     out = call(make_ctx(), "map_partitions", df, function=F + "drop_all",
@@ -174,6 +176,7 @@ def test_map_partitions_declared_columns_are_checked(make_ctx, backend):
         to_pandas(backend, out)
 
 
+@pytest.mark.tables
 def test_map_partitions_inference_failure_is_bad_input(make_ctx, backend):
     _, df = frame(backend, 2)
     with pytest.raises(OpError) as e:
