@@ -227,5 +227,7 @@ def test_weights_file_is_loaded(examples, tmp_path):
 
 
 def test_cupy_has_the_names_the_example_uses():
-    cupy = pytest.importorskip("cupy")  # the real package; needs no GPU to import
+    """What ``import cupy`` gives here: the real wheel, or in the suite the stand-in,
+    whose names tests/test_cupy_standin.py holds against the real wheel's."""
+    cupy = pytest.importorskip("cupy")
     assert callable(cupy.from_dlpack) and hasattr(cupy.ndarray, "__dlpack__")
