@@ -138,6 +138,12 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
         row_counts = {sid: v.shape[0] for sid, v in built.values.items()
                       if sid in computed and hasattr(v, "columns")}
         client = session.client
+        if cache or _uses_zarr(plan):
+            # zarr 3 imports itself circularly: a fresh worker importing it in two
+            # threads at once (a task, and the unpickling of another task's zarr array)
+            # can fail with ImportError, and Dask then leaves the task that needed it
+            # waiting forever. Importing it once on every worker first avoids both.
+            client.run(_import_zarr)
         perf = PerformanceReport(staging / "performance-report.html", _workflow_text(wf))
         with dask.config.set({**backend.dask_config, **COMPUTE_CONFIG}), perf, \
                 MemorySampler(client) as memory:
@@ -169,7 +175,7 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
                       if isinstance(staged, storage.Remote) else _size(staged)}
                      for staged, final in built.outputs]
             doc = _document(plan, backend, session, built, computed, rows, stage_metrics,
-                            memory, watch, started, t0, files)
+                            memory, watch, started, t0, files, cache)
             report.write_json(staging / "report.json", doc)
             report_html.write(staging / "report.html", doc)
         finally:
@@ -196,8 +202,9 @@ def _workflow_text(wf) -> str:
 
 
 def _document(plan: Plan, backend: Backend, session, built: Built, computed: set, rows: dict,
-              stage_metrics: dict, memory, watch, started, t0: float, files: list) -> dict:
-    """The report.json document of a finished run."""
+              stage_metrics: dict, memory, watch, started, t0: float, files: list,
+              cache=None) -> dict:
+    """The report.json document of a finished run (``cache``: the run's StageCache)."""
     wf = plan.workflow
     wall = time.perf_counter() - t0
     stages = []
@@ -252,6 +259,15 @@ def _touches_frame(built: Built, ps) -> bool:
     whole and ignores span annotations, so such a stage's time is not separated."""
     values = [built.values.get(ps.id), *(built.values.get(r) for r in ps.upstream)]
     return any(hasattr(v, "columns") for v in values)
+
+
+def _import_zarr() -> None:
+    import zarr  # noqa: F401
+
+
+def _uses_zarr(plan: Plan) -> bool:
+    return any(str(ps.params.get("path", "")).rstrip("/*").endswith(".zarr")
+               or ps.params.get("format") == "zarr" for ps in plan.stages)
 
 
 def _upstream_of_sinks(plan: Plan, cached: set[str] = frozenset()) -> set[str]:
