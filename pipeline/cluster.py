@@ -102,9 +102,14 @@ def attach(client, backend: str, tables: tuple[str, ...] = ()) -> Session:
         raise InputError(f"client must be a distributed.Client, got {type(client).__name__}",
                          where="client", hint="distributed.Client(...) or leave it out")
     address = client.scheduler.address
-    if not client.scheduler_info()["workers"]:
-        raise InputError(f"the client's cluster at {address} has no workers", where="client",
-                         hint="start some, or wait for them: client.wait_for_workers(1)")
+    workers_s = timeout_s("workers-timeout")
+    try:  # a worker may be (re)starting: wait as for a scheduler reached by address
+        client.wait_for_workers(1, timeout=workers_s)
+    except TimeoutError:
+        raise InputError(f"the client's cluster at {address} has no workers (none joined "
+                         f"within {workers_s:g} s)", where="client",
+                         hint="start some, or wait for them: client.wait_for_workers(1)") \
+            from None
     chosen, why = _workers_backend(client, backend, address, "client", tables)
     return Session(client, "existing", address, client.dashboard_link,
                    len(client.scheduler_info()["workers"]), _ready(client, chosen), why)
