@@ -24,6 +24,7 @@ from pipeline import expr as expr_lang
 from pipeline import kernels
 from pipeline.kernels import blocked, choose, chunk, cupy_gpu, numba_cpu
 from pipeline.kernels.chunk import ExprKernel
+from tests.conftest import requires_gpu, requires_standin
 from tests.ops import rng  # noqa: F401  - the seeded, printed random generator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -263,6 +264,39 @@ def test_cupy_names_exist_in_the_real_cupy():
     missing = [attr for attr in cupy_gpu.CUPY_NAMES.values() if not hasattr(cupy, attr)]
     assert not missing and callable(cupy.fuse)
     assert set(cupy_gpu.CUPY_NAMES) == set(expr_lang.FUNCTIONS)
+
+
+FUSE_DTYPES = ["int32", "float32", "float64", "complex64"]
+
+
+@pytest.mark.parametrize("dtype,text", [
+    pytest.param(d, t, id=f"{d}-{t[:30]}", marks=pytest.mark.gpu)
+    for d in FUSE_DTYPES for t in EXPRESSIONS])
+@pytest.mark.parametrize("where", [
+    pytest.param("gpu", marks=[requires_gpu]),
+    pytest.param("standin", marks=[requires_standin, pytest.mark.standin])])
+def test_cupy_fuse_equals_the_interpreted_path(where, dtype, text, rng, monkeypatch):
+    """Each expression as one fused CuPy kernel: it must fuse (no silent fall back to
+    one call per operation) and equal NumPy's interpreted values. On the stand-in,
+    ``fuse`` runs the function unfused: the test's own logic, checked in CI."""
+    import cupy
+
+    monkeypatch.setattr(cupy_gpu, "_FUSED", {})
+    monkeypatch.setattr(cupy_gpu, "_FAILED", set())
+    a, b = sample(rng, dtype, (37, 23)), sample(rng, dtype, (37, 23))
+    if dtype.startswith("complex"):  # complex inf / NaN arithmetic is not NumPy's anywhere
+        a[~np.isfinite(a)], b[~np.isfinite(b)] = 1, 1
+    parsed = expr_lang.parse(text, ["a", "b"])
+    values = {n: v for n, v in {"a": a, "b": b}.items() if n in parsed.names}
+    try:
+        want = interpreted(parsed, values)
+    except (TypeError, ValueError, OverflowError):
+        pytest.skip(f"NumPy refuses {text!r} on {dtype}")
+    with np.errstate(all="ignore"):
+        got = cupy_gpu.evaluate(parsed, tuple(values), {},
+                                [cupy.asarray(v) for v in values.values()])
+    assert not cupy_gpu._FAILED, f"cupy.fuse could not fuse {text!r} on {dtype}"
+    assert_same(cupy.asnumpy(got), want, dtype, exact=False)
 
 
 FRAME_EXPRESSIONS = [
