@@ -100,7 +100,8 @@ def run_pipeline(name: str, workflow: Path, out: Path, backend: str, sets: list[
     except subprocess.TimeoutExpired:
         return {"name": name, "ok": False, "error": f"timed out after {timeout:.0f} s"}
     wall = time.perf_counter() - t0
-    if proc.returncode != 0:
+    if proc.returncode != 0:  # the whole stderr to the log: the first GPU run is read there
+        print(f"--- {name} failed, exit {proc.returncode}:\n{proc.stderr[-4000:]}", flush=True)
         return {"name": name, "ok": False, "wall_s": wall,
                 "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
     report = json.loads((out / "report.json").read_text())
