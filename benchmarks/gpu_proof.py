@@ -6,7 +6,8 @@ Each step is one subcommand, run by the shell script in its own time box, writin
 backend, and the CuPy steps on the CuPy stand-in of tests/cupy_standin (NumPy
 underneath, CuPy's API), so CI catches a broken step before a GPU host is lent.
 
-    python benchmarks/gpu_proof.py env|workflows|bandwidth|handwritten|summary WORK [--rehearse]
+    python benchmarks/gpu_proof.py env|workflows|bandwidth|handwritten|semantics|summary WORK
+        [--rehearse]
 
 (``doctor``, ``tests`` and ``wftests`` are run by the shell script itself.)
 """
@@ -29,7 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from beyond_memory import FROM_DISK  # noqa: E402 - the spectrum of an array file
-STEPS = ("env", "doctor", "tests", "wftests", "workflows", "bandwidth", "handwritten")
+STEPS = ("env", "doctor", "tests", "wftests", "workflows", "bandwidth", "handwritten",
+         "semantics")
 GIB = 2**30
 # float32 FFT and reduction order differ between cuFFT / CuPy and pocketfft / NumPy
 RTOL, ATOL = 1e-4, 1e-6
@@ -273,6 +275,54 @@ def step_handwritten(work: Path, rehearse: bool) -> dict:
             "power_ok": abs(mean / cols - 1) < 0.05, "rehearsal": rehearse}
 
 
+# -- semantics -----------------------------------------------------------------------------
+
+# expressions whose values at inf, NaN, 0 and -0.0 may follow CUDA rather than NumPy
+SEMANTICS = ("a // b", "a % b", "a / b", "a ** b", "a ** 0.5", "a ** -1", "a ** 2",
+             "clip(a, b, 1)", "angle(a)", "maximum(a, b)", "minimum(a, b)", "round(a)",
+             "arctan2(a, b)", "sqrt(a)", "log(a)", "where(a > b, a, b)")
+EDGES = (0.0, -0.0, 1.5, -1.5, 2.0, np.inf, -np.inf, np.nan)
+
+
+def step_semantics(work: Path, rehearse: bool) -> dict:
+    """Each expression of SEMANTICS on every pair of EDGES (float64), three ways: NumPy
+    (the CPU backend), CuPy's own functions one call each (the GPU backend's unfused
+    path, through Dask) and the pipeline's fused kernel (pipeline/kernels/cupy_gpu).
+    Where the GPU differs from NumPy, the pairs are listed: docs/gpu.md records them."""
+    cupy = _cupy(rehearse)
+    from pipeline import expr as expr_lang
+    from pipeline.kernels import blocked, cupy_gpu
+
+    a, b = (x.ravel() for x in np.meshgrid(np.array(EDGES), np.array(EDGES), indexing="ij"))
+    raw = {name: getattr(cupy, attr) for name, attr in cupy_gpu.CUPY_NAMES.items()}
+    rows = {}
+    for text in SEMANTICS:
+        parsed = expr_lang.parse(text, ["a", "b"])
+        values = {n: v for n, v in {"a": a, "b": b}.items() if n in parsed.names}
+        with np.errstate(all="ignore"):
+            want = np.asarray(parsed(blocked.NUMPY_FUNCTIONS, values))
+            dev = {n: cupy.asarray(v) for n, v in values.items()}
+            unfused = cupy.asnumpy(parsed(raw, dev))
+            fused = cupy.asnumpy(cupy_gpu.evaluate(parsed, tuple(dev), {}, list(dev.values()),
+                                                   want.dtype))
+        rows[text] = {"cupy_calls": _differences(values, want, unfused),
+                      "fused_kernel": _differences(values, want, fused)}
+    return {"edges": [repr(float(x)) for x in EDGES], "rows": rows,
+            "fusion_failed": sorted(k[0] for k in cupy_gpu._FAILED), "rehearsal": rehearse}
+
+
+def _differences(values: dict, want: np.ndarray, got: np.ndarray) -> list[str]:
+    """'a=-inf b=0.5: numpy nan, gpu inf' for each element where ``got`` is not ``want``
+    (NaN equals NaN; the sign of a zero counts)."""
+    same = (want == got) & (np.signbit(want) == np.signbit(got)) | (
+        np.isnan(want) & np.isnan(got))
+    out = []
+    for i in np.flatnonzero(~same):
+        where = " ".join(f"{n}={v[i]!r}" for n, v in values.items())
+        out.append(f"{where}: numpy {want[i]!r}, gpu {got[i]!r}")
+    return out
+
+
 # -- summary -------------------------------------------------------------------------------
 
 def step_summary(work: Path, rehearse: bool, out: Path) -> str:
@@ -348,6 +398,10 @@ def _figure(step: str, results: dict, out: Path) -> str:
                          for k, v in r.get("ratios", {}).items())
     if step == "env":
         return f"{r.get('cores')} cores, python {r['versions'].get('python')}"
+    if step == "semantics":
+        differ = [t for t, row in r["rows"].items() if row["cupy_calls"] or row["fused_kernel"]]
+        return (f"{len(differ)} of {len(r['rows'])} differ from NumPy at edge values"
+                f"{': ' + ', '.join(differ) if differ else ''}")[:150]
     return ""
 
 
@@ -365,8 +419,8 @@ def main(argv=None) -> int:
     if args.step == "workflows":
         doc = step_workflows(args.work, args.rehearse, args.budget)
     else:
-        doc = {"env": step_env, "bandwidth": step_bandwidth,
-               "handwritten": step_handwritten}[args.step](args.work, args.rehearse)
+        doc = {"env": step_env, "bandwidth": step_bandwidth, "handwritten": step_handwritten,
+               "semantics": step_semantics}[args.step](args.work, args.rehearse)
     save(args.work, args.step, doc)
     failed = args.step == "workflows" and (not all(r["ok"] for r in doc["runs"]) or not all(
         c["ok"] for c in doc["checks"].values()))
