@@ -6,7 +6,10 @@ Each step is one subcommand, run by the shell script in its own time box, writin
 backend, and the CuPy steps on the CuPy stand-in of tests/cupy_standin (NumPy
 underneath, CuPy's API), so CI catches a broken step before a GPU host is lent.
 
-    python benchmarks/gpu_proof.py env|workflows|bandwidth|handwritten|summary WORK [--rehearse]
+    python benchmarks/gpu_proof.py env|workflows|bandwidth|handwritten|semantics|summary WORK
+        [--rehearse]
+
+(``doctor``, ``tests`` and ``wftests`` are run by the shell script itself.)
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from beyond_memory import FROM_DISK  # noqa: E402 - the spectrum of an array file
-STEPS = ("env", "doctor", "tests", "workflows", "bandwidth", "handwritten")
+STEPS = ("env", "doctor", "tests", "wftests", "workflows", "bandwidth", "handwritten",
+         "semantics")
 GIB = 2**30
 # float32 FFT and reduction order differ between cuFFT / CuPy and pocketfft / NumPy
 RTOL, ATOL = 1e-4, 1e-6
@@ -98,7 +102,8 @@ def run_pipeline(name: str, workflow: Path, out: Path, backend: str, sets: list[
     except subprocess.TimeoutExpired:
         return {"name": name, "ok": False, "error": f"timed out after {timeout:.0f} s"}
     wall = time.perf_counter() - t0
-    if proc.returncode != 0:
+    if proc.returncode != 0:  # the whole stderr to the log: the first GPU run is read there
+        print(f"--- {name} failed, exit {proc.returncode}:\n{proc.stderr[-4000:]}", flush=True)
         return {"name": name, "ok": False, "wall_s": wall,
                 "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
     report = json.loads((out / "report.json").read_text())
@@ -111,14 +116,15 @@ def run_pipeline(name: str, workflow: Path, out: Path, backend: str, sets: list[
             "workers": report["cluster"]["n_workers"]}
 
 
-def _outputs_equal(a: Path, b: Path, exact: bool) -> tuple[bool, float]:
+def _outputs_equal(a: Path, b: Path, exact: bool) -> dict:
     x, y = np.load(a / "mean_power.npy"), np.load(b / "mean_power.npy")
     if x.shape != y.shape:
-        return False, float("inf")
+        return {"ok": False, "max_diff": float("inf")}
     if exact:
-        return bool(np.array_equal(x, y)), float(np.max(np.abs(x - y), initial=0.0))
+        return {"ok": bool(np.array_equal(x, y)),
+                "max_diff": float(np.max(np.abs(x - y), initial=0.0))}
     rel = float(np.max(np.abs(x - y) / np.maximum(np.abs(y), ATOL), initial=0.0))
-    return bool(np.allclose(x, y, rtol=RTOL, atol=ATOL)), rel
+    return {"ok": bool(np.allclose(x, y, rtol=RTOL, atol=ATOL)), "max_diff": rel}
 
 
 def step_workflows(work: Path, rehearse: bool, budget: float) -> dict:
@@ -146,7 +152,7 @@ def _workflows(work: Path, rehearse: bool, budget: float, address: str | None) -
     wf = ROOT / "workflows"
     plan = [("spectrum", wf / "spectrum.yaml", spectrum),
             ("option_pricing", wf / "option_pricing.yaml", size["option_pricing"])]
-    runs = []
+    runs, checks = [], {}
 
     def run(name, workflow, backend, sets, out):
         left = deadline - time.monotonic()
@@ -154,15 +160,12 @@ def _workflows(work: Path, rehearse: bool, budget: float, address: str | None) -
             runs.append({"name": name, "ok": False, "error": "no time left in the box"})
             return runs[-1]
         runs.append(run_pipeline(name, workflow, out, backend, sets, left, address))
-        save(work, "workflows", {"runs": runs, "checks": {}, "ratios": {}})  # if cut short
+        save(work, "workflows", {"runs": runs, "checks": checks, "ratios": {}})  # if cut short
         print(f"  {name:<28} {'ok' if runs[-1]['ok'] else 'FAILED'} "
               f"{runs[-1].get('wall_s', 0):7.1f} s  {runs[-1].get('error', '')}", flush=True)
         return runs[-1]
 
-    for name, workflow, sets in plan:
-        for role, backend in (("gpu", gpu), ("cpu", "cpu")):
-            run(f"{name}-{role}", workflow, backend, sets, work / f"{name}-{role}")
-    # a file read, for value checks: the same input on both backends
+    # first a file read, for value checks: the same input on both backends
     data = work / "signal.npy"
     rng = np.random.default_rng(0)
     arr = np.lib.format.open_memmap(data, mode="w+", dtype=np.float32,
@@ -180,12 +183,15 @@ def _workflows(work: Path, rehearse: bool, budget: float, address: str | None) -
         outs[label] = work / f"file-{label}"
         run(f"spectrum_from_file-{label}", from_file, backend,
             [f"cluster.threads_per_worker={threads}"], outs[label])
-    checks = {}
-    if all(r["ok"] for r in runs[-3:]):
+    if len(runs) == 3 and all(r["ok"] for r in runs):
         checks["gpu_vs_cpu"] = _outputs_equal(outs["gpu-1thread"], outs["cpu"], exact=False)
         checks["gpu_repeat_bitwise"] = _outputs_equal(outs["gpu-1thread"],
                                                       outs["gpu-2threads"], exact=True)
     data.unlink()
+    # then the speed: the value checks above come first, should the box run out
+    for name, workflow, sets in plan:
+        for role, backend in (("gpu", gpu), ("cpu", "cpu")):
+            run(f"{name}-{role}", workflow, backend, sets, work / f"{name}-{role}")
     ratios = {}
     by = {r["name"]: r for r in runs if r["ok"]}
     for name, _, _ in plan:
@@ -193,8 +199,7 @@ def _workflows(work: Path, rehearse: bool, budget: float, address: str | None) -
         if g and c:
             ratios[name] = {"whole_process_cpu_over_gpu": c["wall_s"] / g["wall_s"],
                             "compute_cpu_over_gpu": c["compute_s"] / max(g["compute_s"], 1e-9)}
-    return {"runs": runs, "checks": {k: {"ok": v[0], "max_diff": v[1]}
-                                     for k, v in checks.items()},
+    return {"runs": runs, "checks": checks,
             "ratios": ratios, "spectrum_bytes": rows * cols * 4,
             "file_bytes": size["file_rows"] * cols * 4, "rehearsal": rehearse}
 
@@ -270,6 +275,54 @@ def step_handwritten(work: Path, rehearse: bool) -> dict:
             "power_ok": abs(mean / cols - 1) < 0.05, "rehearsal": rehearse}
 
 
+# -- semantics -----------------------------------------------------------------------------
+
+# expressions whose values at inf, NaN, 0 and -0.0 may follow CUDA rather than NumPy
+SEMANTICS = ("a // b", "a % b", "a / b", "a ** b", "a ** 0.5", "a ** -1", "a ** 2",
+             "clip(a, b, 1)", "angle(a)", "maximum(a, b)", "minimum(a, b)", "round(a)",
+             "arctan2(a, b)", "sqrt(a)", "log(a)", "where(a > b, a, b)")
+EDGES = (0.0, -0.0, 1.5, -1.5, 2.0, np.inf, -np.inf, np.nan)
+
+
+def step_semantics(work: Path, rehearse: bool) -> dict:
+    """Each expression of SEMANTICS on every pair of EDGES (float64), three ways: NumPy
+    (the CPU backend), CuPy's own functions one call each (the GPU backend's unfused
+    path, through Dask) and the pipeline's fused kernel (pipeline/kernels/cupy_gpu).
+    Where the GPU differs from NumPy, the pairs are listed: docs/gpu.md records them."""
+    cupy = _cupy(rehearse)
+    from pipeline import expr as expr_lang
+    from pipeline.kernels import blocked, cupy_gpu
+
+    a, b = (x.ravel() for x in np.meshgrid(np.array(EDGES), np.array(EDGES), indexing="ij"))
+    raw = {name: getattr(cupy, attr) for name, attr in cupy_gpu.CUPY_NAMES.items()}
+    rows = {}
+    for text in SEMANTICS:
+        parsed = expr_lang.parse(text, ["a", "b"])
+        values = {n: v for n, v in {"a": a, "b": b}.items() if n in parsed.names}
+        with np.errstate(all="ignore"):
+            want = np.asarray(parsed(blocked.NUMPY_FUNCTIONS, values))
+            dev = {n: cupy.asarray(v) for n, v in values.items()}
+            unfused = cupy.asnumpy(parsed(raw, dev))
+            fused = cupy.asnumpy(cupy_gpu.evaluate(parsed, tuple(dev), {}, list(dev.values()),
+                                                   want.dtype))
+        rows[text] = {"cupy_calls": _differences(values, want, unfused),
+                      "fused_kernel": _differences(values, want, fused)}
+    return {"edges": [repr(float(x)) for x in EDGES], "rows": rows,
+            "fusion_failed": sorted(k[0] for k in cupy_gpu._FAILED), "rehearsal": rehearse}
+
+
+def _differences(values: dict, want: np.ndarray, got: np.ndarray) -> list[str]:
+    """'a=-inf b=0.5: numpy nan, gpu inf' for each element where ``got`` is not ``want``
+    (NaN equals NaN; the sign of a zero counts)."""
+    same = (want == got) & (np.signbit(want) == np.signbit(got)) | (
+        np.isnan(want) & np.isnan(got))
+    out = []
+    for i in np.flatnonzero(~same):
+        where = " ".join(f"{n}={v[i]!r}" for n, v in values.items())
+        out.append(f"{where}: numpy {want[i]!r}, gpu {got[i]!r}")
+    return out
+
+
 # -- summary -------------------------------------------------------------------------------
 
 def step_summary(work: Path, rehearse: bool, out: Path) -> str:
@@ -311,9 +364,20 @@ def _last_line(path: Path, words: tuple[str, ...] = ()) -> str:
     return lines[-1].strip() if lines else ""
 
 
+def _pytest_counts(path: Path) -> str:
+    """pytest's last line (N passed, M skipped...), or, where its box cut it short, the
+    outcomes counted from its -v lines."""
+    last = _last_line(path, ("passed", "failed", "error", "no tests"))
+    if last.startswith("=") or not path.exists():
+        return last
+    text = path.read_text()
+    counts = {w: text.count(f" {w.upper()}") for w in ("passed", "failed", "error", "skipped")}
+    return "cut short: " + ", ".join(f"{n} {w}" for w, n in counts.items())
+
+
 def _figure(step: str, results: dict, out: Path) -> str:
-    if step == "tests":  # pytest's last line: N passed, M skipped...
-        return _last_line(out / "tests.txt", ("passed", "failed", "error", "no tests"))
+    if step in ("tests", "wftests"):
+        return _pytest_counts(out / f"{step}.txt")
     if step == "doctor":
         return _last_line(out / "doctor.txt")[:100]
     r = results.get(step)
@@ -334,6 +398,10 @@ def _figure(step: str, results: dict, out: Path) -> str:
                          for k, v in r.get("ratios", {}).items())
     if step == "env":
         return f"{r.get('cores')} cores, python {r['versions'].get('python')}"
+    if step == "semantics":
+        differ = [t for t, row in r["rows"].items() if row["cupy_calls"] or row["fused_kernel"]]
+        return (f"{len(differ)} of {len(r['rows'])} differ from NumPy at edge values"
+                f"{': ' + ', '.join(differ) if differ else ''}")[:150]
     return ""
 
 
@@ -351,8 +419,8 @@ def main(argv=None) -> int:
     if args.step == "workflows":
         doc = step_workflows(args.work, args.rehearse, args.budget)
     else:
-        doc = {"env": step_env, "bandwidth": step_bandwidth,
-               "handwritten": step_handwritten}[args.step](args.work, args.rehearse)
+        doc = {"env": step_env, "bandwidth": step_bandwidth, "handwritten": step_handwritten,
+               "semantics": step_semantics}[args.step](args.work, args.rehearse)
     save(args.work, args.step, doc)
     failed = args.step == "workflows" and (not all(r["ok"] for r in doc["runs"]) or not all(
         c["ok"] for c in doc["checks"].values()))

@@ -105,13 +105,13 @@ class Backend:
                                         "bytes")
         return part
 
-    def frame_write(self, write, path: str, span: str | None):
+    def frame_write(self, write, path: str, span: str | None, size=os.path.getsize):
         """``write(path)``, which encodes a partition into a host file (cuDF encodes on
         the device and the encoded bytes come back), timed and counted as device->host
-        bytes of ``span``'s stage: the file's size."""
+        bytes of ``span``'s stage: the file's ``size(path)``."""
         if not self.copies:
             return write(path)
-        return _timed_copy(write, path, ("device-to-host", span), os.path.getsize)
+        return _timed_copy(write, path, ("device-to-host", span), size)
 
 
 def stage_span() -> str | None:

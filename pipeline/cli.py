@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
     run.add_argument("--dashboard-address", help="e.g. 127.0.0.1:8787")
     run.add_argument("--quiet", action="store_true", help="print only errors and the summary")
+    run.add_argument("--cache", metavar="DIR",
+                     help="keep every stage's result in DIR and reuse it in later runs")
 
     validate = sub.add_parser("validate", help="check a workflow; print its stage DAG")
     workflow_args(validate)
@@ -68,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     ops = sub.add_parser("ops", help="list the ops, or describe one")
     ops.add_argument("op", nargs="?")
 
+    cache = sub.add_parser("cache", help="list or clear cached stage results")
+    cache.add_argument("action", choices=("ls", "clear"))
+    cache.add_argument("--cache", metavar="DIR",
+                       help="the cache folder (default: $PIPELINE_CACHE_DIR or "
+                            "~/.cache/pipeline)")
+
     doctor = sub.add_parser("doctor", help="check this machine for GPU runs: GPUs, driver, "
                                            "CUDA, libraries, and the fix for each problem")
     doctor.add_argument("--no-import", action="store_true",
@@ -80,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         with ctrl_c.handled():
-            return {"run": _run, "validate": _validate, "ops": _ops,
-                    "doctor": _doctor, "advise": _advise, "bench": _bench}[args.command](args)
+            return {"run": _run, "validate": _validate, "ops": _ops, "doctor": _doctor,
+                    "advise": _advise, "bench": _bench, "cache": _cache}[args.command](args)
     except PipelineError as e:
         if args.verbose:
             traceback.print_exc()
@@ -99,14 +107,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _load(args):
-    from pipeline import plan, spec
+    from pipeline import plan
+
+    return plan.build(_workflow(args))
+
+
+def _workflow(args):
+    from pipeline import api
 
     overrides = list(args.overrides)
     if args.backend:
         overrides.append(f"backend={args.backend}")
-    wf = spec.load(args.workflow, overrides, output_dir=getattr(args, "output_dir", None),
-                   trust_workflow=args.trust_workflow)
-    return plan.build(wf)
+    return api.load(args.workflow, overrides, output_dir=getattr(args, "output_dir", None),
+                    trust_workflow=args.trust_workflow)
 
 
 def _validate(args) -> int:
@@ -137,35 +150,28 @@ def _validate(args) -> int:
 
 
 def _run(args) -> int:
-    from pipeline import cluster, runner
-    from pipeline.report import human_bytes, table
-    from pipeline.runfolder import RunFolder
+    from pipeline import api
+    from pipeline.report import table
 
-    p = _load(args)
-    wf = p.workflow
-    say = (lambda *_: None) if args.quiet else print
-    for w in p.warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    dash = None if args.no_dashboard else (args.dashboard_address or "keep")
-    # the run folder is checked and locked before any worker starts; the backend is
-    # resolved here (local cluster) or on the workers (existing cluster)
-    with RunFolder(wf.output_dir) as folder, \
-            cluster.connect(wf.cluster, wf.backend, address=args.address,
-                            dashboard_address=dash, tables=p.table_stages) as session:
-        if session.dashboard_link:  # first thing, so a user can open it while it runs
-            say(f"dashboard: {session.dashboard_link}")
-        sized = session.backend.chunk_bytes
-        say(f"workflow '{wf.name}': backend {session.backend_why}"
-            + (f"; chunks: auto = {human_bytes(sized)}, from the GPU's memory" if sized else ""))
-        doc = runner.run(p, session.backend, session, folder=folder,
-                         progress=not args.quiet and sys.stdout.isatty())
+    def echo(line: str) -> None:
+        if line.startswith("warning: "):
+            print(line, file=sys.stderr)
+        elif not args.quiet:
+            print(line)
+
+    result = api.run(_workflow(args), address=args.address,
+                     dashboard_address=None if args.no_dashboard
+                     else (args.dashboard_address or "keep"),
+                     progress=not args.quiet and sys.stdout.isatty(), cache=args.cache,
+                     echo=echo)
+    doc = result.report
     for lost in doc.get("lost_workers", ()):
         gone = "left" if lost["graceful"] else "was lost"
         print(f"warning: worker {lost['worker']} {gone} during the run; Dask recomputed "
               f"its {lost['tasks_running']} running and {lost['results_recomputed']} held "
               f"task(s) elsewhere", file=sys.stderr)
     print(table(doc["stages"], doc["totals"]))
-    print(f"run folder: {wf.output_dir}")
+    print(f"run folder: {result.run_folder}")
     return 0
 
 
@@ -213,10 +219,13 @@ def _bench(args) -> int:
 
 def _ops(args) -> int:
     from pipeline import ops
+    from pipeline.ops import plugins
 
     if args.op:
         info = ops.get(args.op)
-        print(f"{info.name} ({info.family}; inputs: {info.inputs})")
+        source = plugins.origin(info.fn)
+        print(f"{info.name} ({info.family}; inputs: {info.inputs}"
+              + (f"; plugin: {source}" if source else "") + ")")
         print(inspect.getdoc(info.fn) or "")
         print("\nparameters:")
         for param in info.params.values():
@@ -228,7 +237,35 @@ def _ops(args) -> int:
         if members:
             print(f"{family}:")
             for info in members:
-                print(f"  {info.name:<12} {info.summary}")
+                source = plugins.origin(info.fn)
+                print(f"  {info.name:<14} {info.summary}"
+                      + (f" [plugin: {source}]" if source else ""))
+    for name, error in sorted(plugins.FAILED.items()):
+        print(f"warning: plugin '{name}' failed to load: {error}", file=sys.stderr)
+    return 0
+
+
+def _cache(args) -> int:
+    from pathlib import Path
+
+    from pipeline import cache
+    from pipeline.report import human_bytes
+
+    store = cache.Store(Path(args.cache).expanduser() if args.cache else cache.default_dir())
+    if args.action == "clear":
+        count, freed = store.clear()
+        print(f"removed {count} entries ({human_bytes(freed)}) from {store.root}")
+        return 0
+    found = store.list()
+    print(f"{store.root}: {len(found)} entries, "
+          f"{human_bytes(sum(int(m.get('bytes') or 0) for m in found))}")
+    for m in found:
+        what = m.get("problem") or (
+            f"{m['workflow']}:{m['stage']} ({m['op']}) "
+            + ("x".join(map(str, m["shape"])) + f" {m['dtype']}" if m["kind"] == "array"
+               else f"{len(m['columns'])} columns"))
+        print(f"  {m['key'][:12]}  {human_bytes(int(m.get('bytes') or 0)):>10}  "
+              f"{m.get('created', '-'):<25}  {what}")
     return 0
 
 

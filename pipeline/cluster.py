@@ -128,6 +128,36 @@ def _memory_limit(spec: ClusterSpec) -> None:
                               "like \"4GB\" per worker")
 
 
+def attach(client, backend: str, tables: tuple[str, ...] = ()) -> Session:
+    """A session on the caller's own ``distributed.Client``, used as is: the backend is
+    resolved on its workers, and nothing is closed afterwards. ``tables``: as for
+    :func:`connect`.
+
+    Raises
+    ------
+    InputError
+        ``client`` is not a ``distributed.Client``, it has no workers, or they lack the
+        asked-for backend.
+    """
+    from distributed import Client
+
+    if not isinstance(client, Client):
+        raise InputError(f"client must be a distributed.Client, got {type(client).__name__}",
+                         where="client", hint="distributed.Client(...) or leave it out")
+    address = client.scheduler.address
+    workers_s = timeout_s("workers-timeout")
+    try:  # a worker may be (re)starting: wait as for a scheduler reached by address
+        client.wait_for_workers(1, timeout=workers_s)
+    except TimeoutError:
+        raise InputError(f"the client's cluster at {address} has no workers (none joined "
+                         f"within {workers_s:g} s)", where="client",
+                         hint="start some, or wait for them: client.wait_for_workers(1)") \
+            from None
+    chosen, why = _workers_backend(client, backend, address, "client", tables)
+    return Session(client, "existing", address, client.dashboard_link,
+                   len(client.scheduler_info()["workers"]), _ready(client, chosen), why)
+
+
 def _ready(client, backend: Backend) -> Backend:
     """``backend`` made ready on the workers: on a GPU, the spill meter registered
     (pipeline/gpu/spill.py) and `chunks: auto` sized for the smallest of their GPUs."""

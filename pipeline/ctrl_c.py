@@ -10,7 +10,6 @@ lost where Python cannot raise it (see there).
 
 from __future__ import annotations
 
-import _thread
 import signal
 import sys
 import threading
@@ -62,9 +61,9 @@ def handled() -> Iterator[None]:
     Python cannot raise an exception out of a garbage collector callback (Dask's
     scheduler installs one), a weakref callback or a ``__del__``: it hands it to
     :func:`sys.unraisablehook` and goes on, so a Ctrl-C landing there would be lost and
-    the run would go on. The hook here has the main thread interrupted again once the
-    hook has returned, which raises at the next line of Python that runs outside such a
-    place (or lands in the next such place, and comes back here).
+    the run would go on. The hook here sends the main thread SIGINT again once the hook
+    has returned, which raises at the next line of Python that runs outside such a place
+    (or lands in the next such place, and comes back here).
     """
     if not _main_thread():
         yield
@@ -72,12 +71,15 @@ def handled() -> Iterator[None]:
     previous_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     previous_hook = sys.unraisablehook
     hooks_running = [0]
+    main = threading.main_thread().ident
 
     def interrupt_after_hook() -> None:
         # interrupting inside the hook would raise there, and Python would drop it again
         while hooks_running[0]:
             time.sleep(0.001)
-        _thread.interrupt_main()
+        # a signal, not _thread.interrupt_main(): it also ends a wait the main thread is
+        # blocked in (a lock, a sleep), as the first Ctrl-C did
+        signal.pthread_kill(main, signal.SIGINT)
 
     def hook(unraisable) -> None:
         if not issubclass(unraisable.exc_type, KeyboardInterrupt):

@@ -20,7 +20,9 @@ class PipelineError(Exception):
     """Base class of the errors the CLI turns into one line and an exit code.
 
     Formats as ``error: <file>: <where>: <what> (<hint>)``; parts that are unknown are
-    left out, and each is cut to one line of at most :data:`MAX_PART_CHARS`.
+    left out, and each is cut to one line of at most :data:`MAX_PART_CHARS`. The Python
+    API raises these too: :meth:`line` is the line the CLI prints, and ``exit_code`` the
+    code it exits with.
     """
 
     exit_code = 1

@@ -32,7 +32,19 @@ _BINARY = {
     ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
     ast.Pow: operator.pow, ast.BitAnd: operator.and_, ast.BitOr: operator.or_,
 }
-_UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Invert: operator.invert}
+
+
+def _positive(x):
+    """Unary +. The arrays ``cupy.fuse`` traces (pipeline/kernels/cupy_gpu.py) have no
+    ``__pos__``; CuPy's ufunc ``positive`` is the same operation there."""
+    if type(x).__name__ == "_ArrayProxy" and type(x).__module__.startswith("cupy"):
+        import cupy  # only reached inside cupy.fuse, so CuPy is there
+
+        return cupy.positive(x)
+    return +x
+
+
+_UNARY = {ast.USub: operator.neg, ast.UAdd: _positive, ast.Invert: operator.invert}
 _COMPARE = {
     ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
     ast.Eq: operator.eq, ast.NotEq: operator.ne,

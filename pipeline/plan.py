@@ -6,7 +6,7 @@ import heapq
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from pipeline import ops, runfolder
+from pipeline import ops, runfolder, storage
 from pipeline.errors import InputError
 from pipeline.spec import Stage, Workflow, did_you_mean
 
@@ -56,11 +56,11 @@ def build(workflow: Workflow) -> Plan:
         _check_refs(planned)
         order = _toposort(planned)
     except InputError as e:
-        raise e.located(file=str(workflow.path)) from None
+        raise e.located(file=workflow.label) from None
     sinks = [s for s in order if s.info.family == "sink"]
     if not sinks:
         raise InputError("no sink stage: nothing would be computed", where="stages",
-                         hint="add a 'write' stage", file=str(workflow.path))
+                         hint="add a 'write' stage", file=workflow.label)
     _check_sink_paths(sinks, workflow)
     warnings = tuple(
         f"stage '{s.id}' feeds no other stage and is not a sink: it will not be computed"
@@ -84,19 +84,27 @@ def _makes_table(ps: PlannedStage) -> bool:
 
 
 def _check_sink_paths(sinks: list[PlannedStage], workflow: Workflow) -> None:
-    """Each sink's own path inside the run folder, known from the file alone: checked
-    here so that ``validate`` reports it and ``run`` before any worker starts (the sinks
-    check again as they are built, see :meth:`pipeline.ops.context.Context.output`)."""
+    """Each sink's own path inside the run folder, or its own URL, known from the file
+    alone: checked here so that ``validate`` reports it and ``run`` before any worker
+    starts (the sinks check again as they are built, see
+    :meth:`pipeline.ops.context.Context.output`)."""
     taken: list = []
+    urls: set[str] = set()
     for ps in sinks:
         path = ps.params.get("path")
         if not isinstance(path, str):
             continue
         try:
-            rel = runfolder.sink_path(path, workflow.output_dir)
+            if storage.scheme(path) is not None:
+                if path in urls:
+                    raise InputError(f"{path} is also written by another stage",
+                                     where="path", hint="each sink writes its own path")
+                urls.add(path)
+                continue
+            rel = runfolder.sink_path(path.removeprefix("file://"), workflow.output_dir)
             runfolder.check_overlap(rel, taken)
         except InputError as e:
-            raise e.located(where=ps.stage.where, file=str(workflow.path)) from None
+            raise e.located(where=ps.stage.where, file=workflow.label) from None
         taken.append(rel)
 
 

@@ -67,7 +67,8 @@ def seconds(value: float | None, digits: int = 2) -> str:
 def table(stages: list[dict], totals: dict) -> str:
     """The per-stage table printed at the end of a run."""
     head = ("stage", "op", "wall s", "compute s", "H2D", "D2H", "output")
-    rows = [(s["id"], s["op"], seconds(s["wall_s"]), seconds(s["compute_s"]),
+    rows = [(s["id"], s["op"] + (" (cached)" if s.get("cached") else ""),
+             seconds(s["wall_s"]), seconds(s["compute_s"]),
              human_bytes(s["h2d_bytes"]), human_bytes(s["d2h_bytes"]),
              describe_output(s["output"])) for s in stages]
     rows.append(("total", "", f"{totals['wall_s']:.2f}", f"{totals['compute_s']:.2f}",

@@ -22,7 +22,7 @@ from typing import Any
 import dask
 import dask.array as da
 
-from pipeline import failure, limits, metrics, report, report_html
+from pipeline import failure, limits, metrics, report, report_html, storage
 from pipeline.backends import Backend
 from pipeline.errors import InputError, OpError, RunFailed
 from pipeline.memory import MemorySampler
@@ -40,13 +40,15 @@ COMPUTE_CONFIG = {"optimization.fuse.active": False}
 @dataclass
 class Built:
     """A built plan: each stage's lazy result, span and (sinks) pending work; the sinks'
-    paths relative to the run folder; the files read from outside the workflow's folder."""
+    paths relative to the run folder, and their ``(staged, final)`` URLs; the files read
+    from outside the workflow's folder."""
 
     staging_dir: Path
     values: dict[str, Any] = field(default_factory=dict)
     span_ids: dict[str, str] = field(default_factory=dict)
     sinks: dict[str, Any] = field(default_factory=dict)
     outputs: list[PurePosixPath] = field(default_factory=list)
+    remote_outputs: list[tuple[storage.Remote, storage.Remote]] = field(default_factory=list)
     outside_reads: list[str] = field(default_factory=list)
 
     def staged(self) -> list[tuple[PurePosixPath, Path]]:
@@ -54,8 +56,11 @@ class Built:
         return [(rel, self.staging_dir / rel) for rel in self.outputs]
 
 
-def build(plan: Plan, backend: Backend, staging_dir: Path) -> Built:
+def build(plan: Plan, backend: Backend, staging_dir: Path, cache=None) -> Built:
     """Call every op in DAG order, each inside its stage's span. Nothing is computed.
+
+    ``cache``: a :class:`pipeline.cache.stages.StageCache`; a stage it holds is read from
+    it instead of calling the op, and the others' results are offered to it.
 
     Raises
     ------
@@ -70,7 +75,8 @@ def build(plan: Plan, backend: Backend, staging_dir: Path) -> Built:
         for ps in plan.stages:
             ctx = Context(stage=ps.stage, backend=backend, base_dir=wf.base_dir,
                           output_dir=wf.output_dir, staging_dir=staging_dir,
-                          outputs=built.outputs, outside_reads=built.outside_reads)
+                          outputs=built.outputs, remote_outputs=built.remote_outputs,
+                          outside_reads=built.outside_reads)
             params = {k: built.values[v] if k in ps.info.stage_refs and isinstance(v, str)
                       else v for k, v in ps.params.items()}
             inputs = [built.values[ref] for _, ref in ps.stage.inputs]
@@ -81,10 +87,14 @@ def build(plan: Plan, backend: Backend, staging_dir: Path) -> Built:
                 warnings.filterwarnings("ignore", "Dask annotations .* detected")
                 try:
                     _check_kinds(ps, built.values)
-                    value = ps.info.fn(ctx, *args, **params)
+                    value = cache.load(ps, ctx) if cache else None
+                    if value is None:
+                        value = ps.info.fn(ctx, *args, **params)
+                        if cache:
+                            cache.offer(ps, ctx, value)
                     _check_size(value)
                 except InputError as e:
-                    raise e.located(where=ps.stage.where, file=str(wf.path)) from None
+                    raise e.located(where=ps.stage.where, file=wf.label) from None
             built.span_ids[ps.id] = span_id
             if ps.info.family == "sink":
                 built.sinks[ps.id] = value
@@ -139,12 +149,13 @@ def output_info(value) -> dict:
 
 
 def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
-        folder: RunFolder | None = None) -> dict:
+        cache=None, folder: RunFolder | None = None) -> dict:
     """Run the plan on ``session``'s cluster and return the report (also written).
 
     ``progress``: draw per-stage progress on stdout (True) or on the given terminal stream.
-    ``folder``: the entered :class:`RunFolder` of ``output_dir`` (the CLI opens it before
-    the cluster starts); by default the run opens its own.
+    ``cache``: the run's :class:`pipeline.cache.stages.StageCache`, if any.
+    ``folder``: the entered :class:`RunFolder` of ``output_dir`` (:func:`pipeline.run`
+    opens it before the cluster starts); by default the run opens its own.
 
     Raises
     ------
@@ -156,19 +167,36 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
     """
     if folder is None:
         with RunFolder(plan.workflow.output_dir) as own:
-            return run(plan, backend, session, progress=progress, folder=own)
+            return run(plan, backend, session, progress=progress, cache=cache, folder=own)
+    built = None  # nothing is written while building: a failure there leaves nothing
+    try:
+        built = build(plan, backend, folder.staging, cache)
+        computed = _upstream_of_sinks(plan, cache.hits if cache else set())
+        if cache:  # entries of the stages computed, written with the sinks
+            writes = cache.writes(computed)
+            built.sinks.update({f"cache:{sid}": w for sid, w in writes.items()})
+        memory_limit = _memory_limit(session.client)
+        try:
+            limits.check_fits({sid: v for sid, v in built.values.items() if sid in computed},
+                              memory_limit)
+        except InputError as e:
+            raise e.located(file=plan.workflow.label) from None
+        return _execute(plan, backend, session, folder, built, computed, memory_limit,
+                        progress, cache)
+    finally:
+        if cache:
+            cache.close()  # drops what is not committed (the run failed)
+        for staged, _ in built.remote_outputs if built else ():
+            storage.discard(staged)  # moved already, or left by the failure
+
+
+def _execute(plan: Plan, backend: Backend, session, folder: RunFolder, built: Built,
+             computed: set[str], memory_limit: int | None, progress, cache) -> dict:
+    """Compute the built plan, write its reports and swap the run folder in; or file the
+    failed run's report and raise :class:`RunFailed`."""
     from distributed import wait
 
-    staging = folder.staging
-    built = build(plan, backend, staging)
-    computed = _upstream_of_sinks(plan)
-    client = session.client
-    memory_limit = _memory_limit(client)
-    try:
-        limits.check_fits({sid: v for sid, v in built.values.items() if sid in computed},
-                          memory_limit)
-    except InputError as e:
-        raise e.located(file=str(plan.workflow.path)) from None
+    client, staging = session.client, folder.staging
     row_counts = {sid: v.shape[0] for sid, v in built.values.items()
                   if sid in computed and hasattr(v, "columns")}
     started = datetime.now(timezone.utc)
@@ -176,6 +204,12 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
     futures, watch, memory = [], None, None
     perf = PerformanceReport(staging / "performance-report.html", _workflow_text(plan.workflow))
     try:
+        if cache or _uses_zarr(plan):
+            # zarr 3 imports itself circularly: a fresh worker importing it in two
+            # threads at once (a task, and the unpickling of another task's zarr array)
+            # can fail with ImportError, and Dask then leaves the task that needed it
+            # waiting forever. Importing it once on every worker first avoids both.
+            client.run(_import_zarr)
         for rel in built.outputs:  # the sinks write in place inside the staging folder
             (staging / rel).parent.mkdir(parents=True, exist_ok=True)
         with dask.config.set({**backend.dask_config, **COMPUTE_CONFIG}), perf, \
@@ -202,10 +236,12 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
                 if pending.finish:
                     pending.finish(result)
             doc = _document(plan, backend, session, built, computed, rows, stage_metrics,
-                            started, time.perf_counter() - t0, memory, watch, None)
+                            started, time.perf_counter() - t0, memory, watch, None, cache)
             _write_reports(staging, doc)
         finally:
             perf.wait()
+        for staged, final in built.remote_outputs:  # URLs first: the fallible part
+            storage.promote(staged, final)
         folder.commit()
     except InputError:
         raise
@@ -220,7 +256,8 @@ def _workflow_text(wf) -> str:
     """The workflow as YAML, for the performance report's "Calling Code" section."""
     import yaml
 
-    return f"# {wf.path}\n" + yaml.safe_dump(dict(wf.raw), sort_keys=False)
+    return f"# {wf.label or 'a workflow given as a mapping'}\n" \
+        + yaml.safe_dump(storage.redacted(wf.raw), sort_keys=False)
 
 
 def _failed(error: Exception, folder: RunFolder, started: datetime, t0: float, *, plan,
@@ -241,7 +278,7 @@ def _failed(error: Exception, folder: RunFolder, started: datetime, t0: float, *
     except Exception:  # noqa: BLE001 - not started, or the scheduler is gone: no report
         pass
     doc = _document(plan, backend, session, built, computed, {}, stage_metrics, started,
-                    time.perf_counter() - t0, memory, watch, found)
+                    time.perf_counter() - t0, memory, watch, found, None)
     try:
         entry = folder.fail(started, lambda into: _write_reports(into, doc))
         where = f"report: {entry / 'report.json'}"
@@ -260,9 +297,9 @@ def _memory_limit(client) -> int | None:
 
 def _document(plan: Plan, backend: Backend, session, built: Built, computed: set[str],
               rows: dict, stage_metrics: dict, started: datetime, wall: float, memory, watch,
-              found: failure.Failure | None) -> dict:
+              found: failure.Failure | None, cache) -> dict:
     """The report.json document: of a finished run, or (``found``) of a failed one, with
-    what was measured before it failed."""
+    what was measured before it failed. ``cache``: the run's StageCache, if any."""
     wf = plan.workflow
     no_peaks = {"peak_host_bytes": None, "peak_device_bytes": None}
     stages = []
@@ -275,16 +312,17 @@ def _document(plan: Plan, backend: Backend, session, built: Built, computed: set
         if _touches_frame(built, ps):
             m.update(wall_s=None, compute_s=None)  # not separated: see _touches_frame
         peaks = memory.peaks(m["start"], m["stop"]) if memory else no_peaks
-        stages.append({"id": ps.id, "op": ps.info.name, "computed": ps.id in computed, **m,
-                       **peaks, "output": out})
+        stages.append({"id": ps.id, "op": ps.info.name, "computed": ps.id in computed,
+                       "cached": bool(cache and ps.id in cache.hits), **m, **peaks,
+                       "output": out})
     totals = {"wall_s": wall, **{k: sum(s[k] or 0 for s in stages)
                                  for k in ("compute_s", "h2d_bytes", "d2h_bytes",
                                            *metrics.SPILL_FIELDS.values())},
               **(memory.peaks(-float("inf"), float("inf")) if memory else no_peaks)}
     return {
         "status": "failed" if found else "ok",
-        "workflow": {"name": wf.name, "description": wf.description, "path": str(wf.path),
-                     "spec": dict(wf.raw)},
+        "workflow": {"name": wf.name, "description": wf.description, "path": wf.label,
+                     "spec": storage.redacted(wf.raw)},
         "backend": backend.name,
         "cluster": {"kind": session.kind, "address": session.address,
                     "n_workers": session.n_workers, "dashboard": session.dashboard_link,
@@ -293,14 +331,20 @@ def _document(plan: Plan, backend: Backend, session, built: Built, computed: set
         "started": started.isoformat(timespec="seconds"),
         "stages": stages,
         "totals": totals,
-        # relative to the run folder, so they hold wherever the folder is moved
-        "outputs": [] if found else [{"path": str(rel), "bytes": _size(folder_path)}
-                                     for rel, folder_path in built.staged()],
+        # local ones relative to the run folder, so they hold wherever it is moved
+        "outputs": [] if found else _outputs(built),
         "reads_outside_workflow_folder": list(built.outside_reads),
-        "warnings": list(plan.warnings),
+        "warnings": list(plan.warnings) + (cache.warnings if cache else []),
         "lost_workers": watch.lost if watch else [],
         **({"failure": found.as_dict()} if found else {}),
     }
+
+
+def _outputs(built: Built) -> list[dict]:
+    """The outputs of a finished run and their sizes, read where they are staged."""
+    return [*({"path": str(rel), "bytes": _size(staged)} for rel, staged in built.staged()),
+            *({"path": final.url, "bytes": storage.size(staged)}
+              for staged, final in built.remote_outputs)]
 
 
 def _write_reports(folder: Path, doc: dict) -> None:
@@ -364,7 +408,17 @@ def _touches_frame(built: Built, ps) -> bool:
     return any(hasattr(v, "columns") for v in values)
 
 
-def _upstream_of_sinks(plan: Plan) -> set[str]:
+def _import_zarr() -> None:
+    import zarr  # noqa: F401
+
+
+def _uses_zarr(plan: Plan) -> bool:
+    return any(str(ps.params.get("path", "")).rstrip("/*").endswith(".zarr")
+               or ps.params.get("format") == "zarr" for ps in plan.stages)
+
+
+def _upstream_of_sinks(plan: Plan, cached: set[str] = frozenset()) -> set[str]:
+    """The stages the sinks need, not looking above a stage read from the cache."""
     needed: set[str] = set()
     todo = [s.id for s in plan.stages if s.info.family == "sink"]
     by_id = {s.id: s for s in plan.stages}
@@ -372,7 +426,8 @@ def _upstream_of_sinks(plan: Plan) -> set[str]:
         sid = todo.pop()
         if sid not in needed:
             needed.add(sid)
-            todo.extend(by_id[sid].upstream)
+            if sid not in cached:
+                todo.extend(by_id[sid].upstream)
     return needed
 
 

@@ -50,8 +50,9 @@ CLUSTER_DEFAULTS: Mapping[str, Any] = MappingProxyType({
 # cluster.security: the TLS settings of distributed.security.Security the client uses.
 SECURITY_FILES = ("tls_ca_file", "tls_client_cert", "tls_client_key")
 SECURITY_KEYS = (*SECURITY_FILES, "require_encryption")
-# Keys every stage may carry; every other key is a parameter of its op.
-STAGE_KEYS = ("id", "op", "input", "inputs")
+# Keys every stage may carry; every other key is a parameter of its op. ``cache``: reuse
+# the stage's result across runs (pipeline.cache).
+STAGE_KEYS = ("id", "op", "input", "inputs", "cache")
 
 
 class _Loader(yaml.SafeLoader):
@@ -183,7 +184,8 @@ class Stage:
     """One stage: its op, its inputs as ``(name, stage id)`` pairs, its raw parameters.
 
     ``input_style`` records how the inputs were written: ``none``, ``input`` (one),
-    ``list`` or ``mapping``; ops declare which they accept.
+    ``list`` or ``mapping``; ops declare which they accept. ``cache``: the stage's
+    ``cache:`` key (None when not given, so ``--cache DIR`` decides).
     """
 
     id: str
@@ -192,6 +194,7 @@ class Stage:
     input_style: str
     params: Mapping[str, Any]
     index: int
+    cache: bool | None = None
 
     @property
     def where(self) -> str:
@@ -214,7 +217,12 @@ class ClusterSpec:
 
 @dataclass(frozen=True)
 class Workflow:
-    """A validated workflow. ``raw`` is the document after overrides, kept for the report."""
+    """A validated workflow. ``raw`` is the document after overrides, kept for the report.
+
+    ``path`` is the workflow file, or None for a workflow given as a mapping (the Python
+    API); ``base_dir`` is the folder relative ``read`` paths resolve against: the file's
+    folder, or the one given with the mapping.
+    """
 
     name: str
     description: str
@@ -222,30 +230,33 @@ class Workflow:
     cluster: ClusterSpec
     output_dir: Path
     stages: tuple[Stage, ...]
-    path: Path
+    path: Path | None
     raw: Mapping[str, Any]
+    base_dir: Path
 
     @property
-    def base_dir(self) -> Path:
-        """Folder that relative ``read`` paths resolve against."""
-        return self.path.parent
+    def label(self) -> str | None:
+        """How messages name the workflow: its file, or nothing for a mapping."""
+        return None if self.path is None else str(self.path)
 
     def stage(self, stage_id: str) -> Stage:
         return next(s for s in self.stages if s.id == stage_id)
 
 
-def load(path: str | Path, overrides=(), output_dir: str | Path | None = None, *,
-         trust_workflow: bool = False) -> Workflow:
+def load(path: str | Path, overrides=(), output_dir: str | Path | None = None,
+         base_dir: str | Path | None = None, *, trust_workflow: bool = False) -> Workflow:
     """Read, override and validate a workflow file.
 
     Parameters
     ----------
     path : str or Path
         The workflow YAML file.
-    overrides : iterable of str
-        ``KEY=VALUE`` strings (``--set``); the value is parsed as YAML.
+    overrides : iterable of str or of (key, value) pairs
+        ``KEY=VALUE`` strings (``--set``; the value is parsed as YAML), or pairs.
     output_dir : str or Path, optional
         Replaces the file's ``output_dir`` (``--output-dir``).
+    base_dir : str or Path, optional
+        Where relative ``read`` paths resolve, instead of the file's folder.
     trust_workflow : bool
         Accept the settings that reach other machines (scheduler address, TLS settings, a
         dashboard open beyond loopback) from the file itself (:mod:`pipeline.trust`).
@@ -268,20 +279,74 @@ def load(path: str | Path, overrides=(), output_dir: str | Path | None = None, *
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise InputError(f"invalid YAML: {problem}", where=where, file=str(path),
                          hint="check the indentation and quoting there") from None
+    if isinstance(raw, Mapping):  # else from_mapping says what the file must be
+        try:
+            trust.check(raw, (_override_key(item) for item in overrides), trust_workflow)
+        except InputError as e:
+            raise e.located(file=str(path)) from None
+    return from_mapping(raw, overrides, output_dir, path=path, base_dir=base_dir)
+
+
+def _override_key(item) -> str:
+    """The field an override sets: ``KEY=VALUE`` or a ``(key, value)`` pair."""
+    return item.partition("=")[0].strip() if isinstance(item, str) else str(item[0]).strip()
+
+
+def from_mapping(raw, overrides=(), output_dir: str | Path | None = None, *,
+                 path: Path | None = None, base_dir: str | Path | None = None) -> Workflow:
+    """Override and validate a workflow document (the parsed YAML).
+
+    ``overrides``: ``KEY=VALUE`` strings (the value parsed as YAML) or ``(key, value)``
+    pairs (the value used as is). ``path``: the file it came from, if any; ``base_dir``
+    (default: the file's folder, else the current one) is where relative ``read`` paths
+    resolve. The mapping itself is not changed. A mapping given in Python is the caller's
+    own: the settings :mod:`pipeline.trust` keeps from files are checked in :func:`load`.
+
+    Raises
+    ------
+    InputError
+        For any problem with an override or a field, located by file and key.
+    """
+    label = None if path is None else str(path)
     try:
-        if not isinstance(raw, dict):
-            raise InputError("the file must be a YAML mapping with 'name' and 'stages'",
+        if not isinstance(raw, Mapping):
+            what = "the file must be a YAML mapping" if path else "the workflow must be a mapping"
+            raise InputError(f"{what} with 'name' and 'stages'",
                              hint="see workflows/spectrum.yaml for an example")
-        trust.check(raw, (item.partition("=")[0].strip() for item in overrides),
-                    trust_workflow)
-        raw = copy.deepcopy(raw)
+        raw = copy.deepcopy(_plain(raw))
         for item in overrides:
-            apply_override(raw, item)
+            if isinstance(item, str):
+                apply_override(raw, item)
+            else:
+                set_field(raw, *item)
         if output_dir is not None:
             raw["output_dir"] = str(output_dir)
-        return _validate(raw, path)
+        base = Path(base_dir) if base_dir is not None else \
+            path.resolve().parent if path is not None else Path.cwd()
+        return _validate(raw, None if path is None else path.resolve(), base.resolve())
     except InputError as e:
-        raise e.located(file=str(path)) from None
+        raise e.located(file=label) from None
+
+
+def revise(wf: Workflow, overrides=(), output_dir: str | Path | None = None) -> Workflow:
+    """``wf`` validated anew with more overrides (see :func:`from_mapping`).
+
+    Raises
+    ------
+    InputError
+        A bad override.
+    """
+    return from_mapping(wf.raw, overrides, output_dir, path=wf.path, base_dir=wf.base_dir)
+
+
+def _plain(node):
+    """Read-only mappings (a Workflow's ``raw``) as plain dicts, so they deep-copy and
+    take overrides."""
+    if isinstance(node, Mapping):
+        return {k: _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
 
 
 def apply_override(raw: dict, item: str) -> None:
@@ -297,6 +362,20 @@ def apply_override(raw: dict, item: str) -> None:
                          hint="the value is parsed as YAML: quote strings with spaces") from None
     except InputError as e:
         raise e.located(where=f"--set {key}") from None
+    set_field(raw, key, value)
+
+
+def set_field(raw: dict, key: str, value: Any) -> None:
+    """Set the field ``key`` (dotted; ``stages.<id>.<key>`` addresses a stage by id).
+
+    Raises
+    ------
+    InputError
+        The key names no field that can be set.
+    """
+    if not isinstance(key, str) or not key.strip():
+        raise InputError(f"bad override key {key!r}", where="overrides",
+                         hint="a dotted field name, e.g. stages.signal.shape")
     parts = key.strip().split(".")
     if parts[0] not in TOP_KEYS:
         raise unknown_key(parts[0], TOP_KEYS, f"--set {key}")
@@ -329,7 +408,7 @@ def _find_stage(stages: list, ref: str, key: str) -> dict:
                      hint="stage ids: " + ", ".join(ids))
 
 
-def _validate(raw: dict, path: Path) -> Workflow:
+def _validate(raw: dict, path: Path | None, base_dir: Path) -> Workflow:
     for key in raw:
         if key not in TOP_KEYS:
             raise unknown_key(key, TOP_KEYS, "top level")
@@ -344,14 +423,14 @@ def _validate(raw: dict, path: Path) -> Workflow:
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}{did_you_mean(backend, BACKENDS)}",
                          where="backend", hint="one of: " + ", ".join(BACKENDS))
-    cluster = _cluster(raw.get("cluster") or {}, path.resolve().parent)
+    cluster = _cluster(raw.get("cluster") or {}, base_dir)
     out = raw.get("output_dir") or f"runs/{name}"
     if not isinstance(out, str):
         raise InputError("must be a path string", where="output_dir")
     stages = _stages(raw.get("stages"))
     return Workflow(name=name, description=description, backend=backend, cluster=cluster,
-                    output_dir=Path(out), stages=stages, path=path.resolve(),
-                    raw=MappingProxyType(raw))
+                    output_dir=Path(out), stages=stages, path=path,
+                    raw=MappingProxyType(raw), base_dir=base_dir)
 
 
 def _auto_or_count(cluster: dict, key: str, hint: str) -> None:
@@ -464,9 +543,13 @@ def _stages(raw) -> tuple[Stage, ...]:
         if "input" in st and "inputs" in st:
             raise InputError("give 'input' or 'inputs', not both", where=where)
         inputs, style = _inputs(st, where)
+        cache = st.get("cache")
+        if cache is not None and not isinstance(cache, bool):
+            raise InputError(f"bad value {cache!r}", where=f"{where}.cache",
+                             hint="true (reuse the result across runs) or false")
         params = {k: v for k, v in st.items() if k not in STAGE_KEYS}
         stages.append(Stage(id=sid, op=op, inputs=inputs, input_style=style,
-                            params=MappingProxyType(params), index=i))
+                            params=MappingProxyType(params), index=i, cache=cache))
     return tuple(stages)
 
 

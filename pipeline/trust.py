@@ -5,9 +5,12 @@ settings reach beyond it: ``cluster.address`` connects this process to a Dask sc
 and a scheduler can run code in every client that connects to it (each reply it sends is
 unpickled here); ``cluster.security`` hands that scheduler this user's TLS credentials;
 a ``dashboard_address`` that is not a loopback address opens a port to other machines.
-They come from the user (the command line: ``--address``, ``--dashboard-address``,
-``--set``; the environment or a user config file, through Dask's configuration) or from a
-workflow file run with ``--trust-workflow``. Nothing here imports dask.
+Two stage keys do too: a ``function:`` runs the Python code it names here and on the
+workers, and a sink's ``path`` that is a URL sends data to another machine (which could
+be anything the run may read). They come from the user (the command line:
+``--address``, ``--dashboard-address``, ``--set``; the environment or a user config
+file, through Dask's configuration) or from a workflow file run with
+``--trust-workflow``. Nothing here imports dask.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import ipaddress
 import re
 from typing import Any, Iterable, Mapping
 
+from pipeline import storage
 from pipeline.errors import InputError
 
 FLAG = "--trust-workflow"
@@ -79,16 +83,19 @@ def check(file_raw: Mapping, override_keys: Iterable[str], trusted: bool) -> Non
 
     ``file_raw`` is the document as read from the file; ``override_keys`` the keys the
     command line set (``--set cluster.address=...`` or ``--set cluster={...}`` make a
-    setting the user's own).
+    setting the user's own, as ``--set stages.<id>.function=...`` does a function).
 
     Raises
     ------
     InputError
         The file sets one, and ``trusted`` is false; the hint says how to allow it.
     """
+    if trusted:
+        return
     own = set(override_keys)
+    _check_stages(file_raw.get("stages"), own)
     cluster = file_raw.get("cluster")
-    if trusted or "cluster" in own or not isinstance(cluster, Mapping):
+    if "cluster" in own or not isinstance(cluster, Mapping):
         return
     for key, value in risky({k: v for k, v in cluster.items()
                              if f"cluster.{k}" not in own}).items():
@@ -101,3 +108,23 @@ def check(file_raw: Mapping, override_keys: Iterable[str], trusted: bool) -> Non
         raise InputError(what, where=f"cluster.{key}",
                          hint=f"give it yourself ({OWN_WAY[key]}), or run with {FLAG} if "
                               "you trust the file's author")
+
+
+def _check_stages(stages: Any, own: set[str]) -> None:
+    """A ``function:`` (code to run) or a sink's URL (data sent away) in the file."""
+    for stage in stages if isinstance(stages, list) else ():
+        if not isinstance(stage, Mapping) or not isinstance(stage.get("id"), str):
+            continue  # the file's validation reports it
+        sid = stage["id"]
+        function, path = stage.get("function"), stage.get("path")
+        if isinstance(function, str) and f"stages.{sid}.function" not in own:
+            raise InputError(f"the workflow file runs the Python function {function!r} in "
+                             "this process and on the workers", where=f"stages.{sid}.function",
+                             hint=f"run with {FLAG} if you trust the file's author (README: "
+                                  "your own code)")
+        if stage.get("op") != "read" and isinstance(path, str) \
+                and storage.scheme(path) is not None and f"stages.{sid}.path" not in own:
+            raise InputError(f"the workflow file sends data to {path!r}, on another machine",
+                             where=f"stages.{sid}.path",
+                             hint=f"give it yourself (--set stages.{sid}.path=URL), or run "
+                                  f"with {FLAG} if you trust the file's author")

@@ -11,7 +11,8 @@ import pytest
 
 from tests.conftest import REPO
 
-STEPS = ("env", "doctor", "tests", "workflows", "bandwidth", "handwritten")
+STEPS = ("env", "doctor", "tests", "wftests", "workflows", "bandwidth", "handwritten",
+         "semantics")
 
 
 @pytest.mark.slow
@@ -23,7 +24,7 @@ def test_the_rehearsal_runs_every_step_and_leaves_its_evidence(tmp_path):
     summary = (out / "summary.txt").read_text()
     assert proc.returncode == 0, summary + proc.stdout[-2000:] + proc.stderr[-2000:]
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["doctor.txt", "proof.json", "proof.log", "summary.txt", "tests.txt"]
+    assert files == ["doctor.txt", "proof.json", "proof.log", "summary.txt", "tests.txt", "wftests.txt"]
     assert "REHEARSAL on the CPU: no GPU code ran" in summary
     for step in STEPS:
         assert any(line.startswith(f"{step} ") and " ok " in line
@@ -38,4 +39,9 @@ def test_the_rehearsal_runs_every_step_and_leaves_its_evidence(tmp_path):
     assert set(proof["bandwidth"]["copies"]) == {"h2d_pageable", "h2d_pinned",
                                                  "d2h_pageable", "d2h_pinned", "d2d_copy"}
     assert proof["handwritten"]["power_ok"]
-    assert "passed" in (out / "tests.txt").read_text()
+    # the stand-in is NumPy underneath: no value differs, and every expression fused
+    assert not any(r["cupy_calls"] or r["fused_kernel"]
+                   for r in proof["semantics"]["rows"].values())
+    assert not proof["semantics"]["fusion_failed"]
+    for log in ("tests.txt", "wftests.txt"):
+        assert " passed" in (out / log).read_text() and " PASSED" in (out / log).read_text()

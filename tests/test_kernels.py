@@ -24,6 +24,7 @@ from pipeline import expr as expr_lang
 from pipeline import kernels
 from pipeline.kernels import blocked, choose, chunk, cupy_gpu, numba_cpu
 from pipeline.kernels.chunk import ExprKernel
+from tests.conftest import requires_gpu, requires_standin
 from tests.ops import rng  # noqa: F401  - the seeded, printed random generator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,10 +224,11 @@ def test_an_unwritable_cache_compiles_in_memory(tmp_path, monkeypatch, rng):
 
 class _FakeCupy:
     """NumPy under CuPy's names, with a ``fuse`` that traces like CuPy's: it calls the
-    function with the arrays. ``broken`` makes the fused call fail."""
+    function with the arrays. ``how`` is "fuses", "raises" (the fused call fails) or
+    "float32" (the kernel's result is of another type than the expression's)."""
 
-    def __init__(self, broken: bool):
-        self.broken, self.fused_calls = broken, 0
+    def __init__(self, how: str):
+        self.how, self.fused_calls = how, 0
         for attr in cupy_gpu.CUPY_NAMES.values():
             setattr(self, attr, getattr(np, attr))
 
@@ -234,16 +236,17 @@ class _FakeCupy:
         def wrap(fn):
             def fused(*arrays):
                 self.fused_calls += 1
-                if self.broken:
+                if self.how == "raises":
                     raise NotImplementedError("not fusable")
-                return fn(*arrays)
+                out = fn(*arrays)
+                return out.astype(np.float32) if self.how == "float32" else out
             return fused
         return wrap
 
 
-@pytest.mark.parametrize("broken", [False, True])
-def test_gpu_path_fuses_or_falls_back(broken, rng, monkeypatch):
-    fake = _FakeCupy(broken)
+@pytest.mark.parametrize("how", ["fuses", "raises", "float32"])
+def test_gpu_path_fuses_or_falls_back(how, rng, monkeypatch):
+    fake = _FakeCupy(how)
     monkeypatch.setitem(sys.modules, "cupy", fake)
     monkeypatch.setattr(cupy_gpu, "_FUSED", {})
     monkeypatch.setattr(cupy_gpu, "_FAILED", set())
@@ -252,10 +255,10 @@ def test_gpu_path_fuses_or_falls_back(broken, rng, monkeypatch):
     want = interpreted(parsed, {"a": a, "g": 2.0})
     for _ in range(2):
         with np.errstate(all="ignore"):  # inf - inf in the sample, on purpose
-            got = cupy_gpu.evaluate(parsed, ("a",), {"g": 2.0}, [a])
+            got = cupy_gpu.evaluate(parsed, ("a",), {"g": 2.0}, [a], want.dtype)
         assert_same(got, want, "float64", exact=True)
-    # a failed fusion is not tried again
-    assert fake.fused_calls == (1 if broken else 2)
+    # a failed fusion, or one of the wrong type, is not tried again
+    assert fake.fused_calls == (2 if how == "fuses" else 1)
 
 
 def test_cupy_names_exist_in_the_real_cupy():
@@ -263,6 +266,47 @@ def test_cupy_names_exist_in_the_real_cupy():
     missing = [attr for attr in cupy_gpu.CUPY_NAMES.values() if not hasattr(cupy, attr)]
     assert not missing and callable(cupy.fuse)
     assert set(cupy_gpu.CUPY_NAMES) == set(expr_lang.FUNCTIONS)
+
+
+FUSE_DTYPES = ["int32", "float32", "float64", "complex64"]
+
+
+@pytest.mark.parametrize("dtype,text", [
+    pytest.param(d, t, id=f"{d}-{t[:30]}", marks=pytest.mark.gpu)
+    for d in FUSE_DTYPES for t in EXPRESSIONS])
+@pytest.mark.parametrize("where", [
+    pytest.param("gpu", marks=[requires_gpu]),
+    pytest.param("standin", marks=[requires_standin, pytest.mark.standin])])
+def test_cupy_fuse_equals_the_interpreted_path(where, dtype, text, rng, monkeypatch):
+    """Each expression as one fused CuPy kernel: it must fuse (no silent fall back to
+    one call per operation), give the interpreted path's type and NumPy's values. On a
+    GPU the values are compared where the inputs are finite and not zero: at inf, NaN
+    and 0, CuPy's ``//``, ``%`` and ``**`` follow CUDA, not NumPy (docs/gpu.md has the
+    table ``benchmarks/gpu_proof.py semantics`` measured). On the stand-in, ``fuse``
+    runs the function unfused on NumPy: every value, and the test's own logic, in CI."""
+    import cupy
+
+    monkeypatch.setattr(cupy_gpu, "_FUSED", {})
+    monkeypatch.setattr(cupy_gpu, "_FAILED", set())
+    a, b = sample(rng, dtype, (37, 23)), sample(rng, dtype, (37, 23))
+    if dtype.startswith("complex"):  # complex inf / NaN arithmetic is not NumPy's anywhere
+        a[~np.isfinite(a)], b[~np.isfinite(b)] = 1, 1
+    parsed = expr_lang.parse(text, ["a", "b"])
+    values = {n: v for n, v in {"a": a, "b": b}.items() if n in parsed.names}
+    try:
+        want = interpreted(parsed, values)
+    except (TypeError, ValueError, OverflowError):
+        pytest.skip(f"NumPy refuses {text!r} on {dtype}")
+    with np.errstate(all="ignore"):
+        got = cupy_gpu.evaluate(parsed, tuple(values), {},
+                                [cupy.asarray(v) for v in values.values()], want.dtype)
+    assert not cupy_gpu._FAILED, f"cupy.fuse could not fuse {text!r} on {dtype}"
+    got = cupy.asnumpy(got)
+    if where == "gpu":
+        ordinary = np.logical_and.reduce([np.isfinite(v) & (v != 0) for v in values.values()])
+        assert got.dtype == want.dtype
+        got, want = got[ordinary], want[ordinary]
+    assert_same(got, want, dtype, exact=False)
 
 
 FRAME_EXPRESSIONS = [

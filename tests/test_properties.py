@@ -213,8 +213,10 @@ def test_any_workflow_ends_in_one_line_and_touches_only_its_run_folder(address, 
         before = listing(root)
         err, out = io.StringIO(), io.StringIO()
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            # trusted, so that a function: reaches its own checks (the generated text
+            # holds no ':', so no reference to real code can come out of it)
             code = main(["run", str(root / "wf.yaml"), "--address", address, "--quiet",
-                         "--output-dir", str(root / "run")])
+                         "--trust-workflow", "--output-dir", str(root / "run")])
         lines = [line for line in err.getvalue().splitlines()
                  if not line.startswith("warning: ")]
         shown = textwrap.indent(yaml.safe_dump(workflow), "    ")

@@ -12,6 +12,7 @@ import textwrap
 import dask
 import pytest
 
+import pipeline
 from pipeline import trust
 from pipeline.cli import main
 from pipeline.errors import InputError
@@ -143,3 +144,54 @@ def test_reads_outside_the_workflow_folder_are_listed(tmp_path, address):
     assert doc["reads_outside_workflow_folder"] == [str(data / "x.npy"),
                                                     str(folder / "../elsewhere/x.npy")]
     assert "read from outside the workflow&#x27;s folder" in (out / "report.html").read_text()
+
+
+def test_a_function_in_the_file_needs_the_user(tmp_path, capsys, monkeypatch):
+    """A ``function:`` runs code: a file names one only with --trust-workflow, and nothing
+    of it is imported before that is known."""
+    (tmp_path / "hostile.py").write_text(
+        "import pathlib\npathlib.Path(__file__).with_name('ran').touch()\n"
+        "def f(block):\n    return block\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    wf = workflow(tmp_path, stages=(
+        "stages:\n - {id: x, op: random, shape: [8]}\n"
+        " - {id: f, op: map_blocks, input: x, function: 'hostile:f'}\n"
+        " - {id: w, op: write, input: f, path: x.npy}\n"))
+    assert main(["validate", wf]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {wf}: stages.f.function: the workflow file runs the Python function "
+        "'hostile:f' in this process and on the workers (run with --trust-workflow if you "
+        "trust the file's author (README: your own code))")
+    assert not (tmp_path / "ran").exists()
+    with pytest.raises(InputError, match="runs the Python function"):
+        pipeline.load(wf)
+    assert main(["validate", wf, "--set", "stages.f.function=hostile:f"]) == 0
+    assert (tmp_path / "ran").exists()
+    assert main(["validate", wf, "--trust-workflow"]) == 0
+    doc = {"name": "t", "stages": [{"id": "x", "op": "random", "shape": [8]},
+                                    {"id": "f", "op": "map_blocks", "input": "x",
+                                     "function": "hostile:f"},
+                                    {"id": "w", "op": "write", "input": "f", "path": "x.npy"}]}
+    assert pipeline.load(doc).stage("f").params["function"] == "hostile:f"  # the caller's
+
+
+def test_a_sink_url_in_the_file_needs_the_user(tmp_path, capsys):
+    """Writing to a URL sends data (anything the run may read) to another machine."""
+    url = "memory://trust-test/x.npy"
+    wf = workflow(tmp_path, stages=("stages:\n - {id: x, op: random, shape: [8]}\n"
+                                    f" - {{id: w, op: write, input: x, path: '{url}'}}\n"))
+    assert main(["validate", wf]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {wf}: stages.w.path: the workflow file sends data to '{url}', on another "
+        "machine (give it yourself (--set stages.w.path=URL), or run with --trust-workflow "
+        "if you trust the file's author)")
+    assert main(["validate", wf, "--set", f"stages.w.path={url}"]) == 0
+    assert main(["validate", wf, "--trust-workflow"]) == 0
+    reads = workflow(tmp_path, stages=(f"stages:\n - {{id: x, op: read, path: '{url}'}}\n"
+                                       " - {id: w, op: write, input: x, path: x.npy}\n"))
+    assert "sends data" not in _validate_err(reads, capsys)  # reads are listed, not refused
+
+
+def _validate_err(wf: str, capsys) -> str:
+    main(["validate", wf])
+    return capsys.readouterr().err

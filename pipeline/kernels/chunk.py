@@ -14,6 +14,8 @@ import logging
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
+
 from pipeline import expr as expr_lang
 from pipeline.kernels import blocked, cupy_gpu, numba_cpu
 
@@ -49,7 +51,8 @@ class ExprKernel:
         params = dict(self.params)
         parsed = _parsed(self.text, self.names + tuple(params))
         if chunks and cupy_gpu.is_cupy(chunks[0]):
-            return cupy_gpu.evaluate(parsed, self.names, params, list(chunks))
+            return cupy_gpu.evaluate(parsed, self.names, params, list(chunks),
+                                     np.dtype(self.out_dtype))
         if self.engine == "numba":
             out = self._numba(chunks)
             if out is not None:

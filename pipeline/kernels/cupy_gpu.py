@@ -10,9 +10,15 @@ into one kernel per input dtypes, cached by CuPy in memory and on disk
 the ufuncs directly, and ``where``, ``clip``, ``round``, ``real`` and ``imag`` through
 CuPy's fusion hooks.
 
-Nothing here runs without a GPU; it has not run on one yet (docs/gpu.md). When tracing
-or compiling fails, the chunk is computed by the interpreted path, and that expression
-is not tried again in this process.
+Two functions differ from NumPy in CuPy itself, and are written here as NumPy defines
+them (found on an H200, docs/gpu.md): ``cupy.clip`` ignores NaN bounds and refuses
+complex input, where ``np.clip`` is ``minimum(maximum(a, lo), hi)``; ``cupy.angle`` of a
+real array is ``0 if x >= 0 else pi`` (0 for -0.0 and NaN), where ``np.angle`` is
+``arctan2(imag, real)``. A fused kernel whose result type is not the interpreted path's
+(``cupy.fuse`` types Python constants by value, not by NumPy 2's rules) is not used.
+
+When tracing or compiling fails, or the type differs, the chunk is computed by the
+interpreted path, and that expression is not tried again in this process.
 """
 
 from __future__ import annotations
@@ -37,9 +43,13 @@ _LOCK = threading.Lock()
 
 
 def functions(cupy) -> dict:
-    """The expression language's functions on CuPy arrays (those this CuPy has)."""
-    return {name: getattr(cupy, attr) for name, attr in CUPY_NAMES.items()
-            if hasattr(cupy, attr)}
+    """The expression language's functions on CuPy arrays (those this CuPy has), with
+    NumPy's ``clip`` and ``angle`` (see the module's docstring)."""
+    fns = {name: getattr(cupy, attr) for name, attr in CUPY_NAMES.items()
+           if hasattr(cupy, attr)}
+    fns["clip"] = lambda a, lo, hi: cupy.minimum(cupy.maximum(a, lo), hi)
+    fns["angle"] = lambda z: cupy.arctan2(cupy.imag(z), cupy.real(z))
+    return fns
 
 
 def is_cupy(chunk) -> bool:
@@ -47,12 +57,14 @@ def is_cupy(chunk) -> bool:
     return type(chunk).__module__.split(".")[0] == "cupy"
 
 
-def evaluate(parsed, names: tuple[str, ...], params: dict, chunks: list):
-    """``parsed`` over CuPy ``chunks`` (in the order of ``names``) as one fused kernel."""
+def evaluate(parsed, names: tuple[str, ...], params: dict, chunks: list, out_dtype):
+    """``parsed`` over CuPy ``chunks`` (in the order of ``names``) as one fused kernel,
+    whose result must be of ``out_dtype`` (the interpreted path's)."""
     import cupy
 
     fns = functions(cupy)
-    key = (parsed.text, names, tuple(sorted(params.items())))
+    key = (parsed.text, names, tuple(sorted(params.items())),
+           tuple(c.dtype.str for c in chunks))
 
     def body(*arrays):
         return parsed(fns, {**params, **dict(zip(names, arrays))})
@@ -66,7 +78,10 @@ def evaluate(parsed, names: tuple[str, ...], params: dict, chunks: list):
                 fused = cupy.fuse(kernel_name="pipeline_expr")(body)
                 with _LOCK:
                     _FUSED[key] = fused
-            return fused(*chunks)
+            out = fused(*chunks)
+            if out.dtype == out_dtype:
+                return out
+            raise TypeError(f"the kernel gives {out.dtype}, the expression {out_dtype}")
         except MemoryError:  # CuPy's OutOfMemoryError: not a fusion problem
             raise
         except Exception as e:  # noqa: BLE001 - CuPy cannot fuse it: compute it unfused
@@ -75,4 +90,4 @@ def evaluate(parsed, names: tuple[str, ...], params: dict, chunks: list):
             with _LOCK:
                 _FUSED.pop(key, None)
                 _FAILED.add(key)
-    return parsed(fns, {**params, **dict(zip(names, chunks))})
+    return parsed(fns, {**params, **dict(zip(names, chunks))}).astype(out_dtype, copy=False)

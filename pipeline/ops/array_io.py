@@ -13,8 +13,10 @@ import numpy as np
 
 from pipeline import limits
 from pipeline.errors import OpError
+from pipeline.ops import remote_npy
 from pipeline.ops.formats import Pending, reader, writer
 from pipeline.ops.sources import check_chunks
+from pipeline.storage import Remote, failure
 
 # A .json sink holds small results only; larger arrays belong in .npy / .zarr.
 JSON_MAX_ELEMENTS = 1_000_000
@@ -73,19 +75,25 @@ def _chunked(ctx, x: da.Array, chunks) -> da.Array:
 
 
 @reader("npy", "array")
-def read_npy(ctx, paths: list[Path], *, chunks, columns, blocksize) -> da.Array:
+def read_npy(ctx, paths: list[Path] | list[Remote], *, chunks, columns, blocksize
+             ) -> da.Array:
     _no_table_options(columns, blocksize)
     parts = []
     for p in paths:
-        try:
-            f = NpyFile(p, mapped=ctx.backend.copies)
-        except (ValueError, OSError) as e:
-            raise OpError(f"cannot read '{p.name}' as .npy: {e}", where="path") from None
+        if isinstance(p, Remote):
+            f = remote_npy.RemoteNpy(p)
+            auto = f.natural_chunks()  # blocks of whole rows: one byte range each
+        else:
+            try:
+                f = NpyFile(p, mapped=ctx.backend.copies)
+            except (ValueError, OSError) as e:
+                raise OpError(f"cannot read '{p.name}' as .npy: {e}", where="path") from None
+            auto = "auto"
         if chunks is not None:
             check_chunks(chunks, f.ndim)  # a 0 size is a ZeroDivisionError inside dask
         limits.check_array(f.shape, "auto" if chunks is None else chunks, f.dtype)
         try:
-            parts.append(da.from_array(f, chunks="auto" if chunks is None else chunks,
+            parts.append(da.from_array(f, chunks=auto if chunks is None else chunks,
                                        asarray=False, fancy=False, lock=False,
                                        meta=np.empty((0,) * f.ndim, dtype=f.dtype)))
         except (ValueError, TypeError) as e:
@@ -109,10 +117,15 @@ def read_zarr(ctx, paths: list[Path], *, chunks, columns, blocksize) -> da.Array
     _no_table_options(columns, blocksize)
     if len(paths) != 1:
         raise OpError("a glob of zarr stores is not supported", where="path")
+    source = paths[0]
     try:
-        x = da.from_zarr(str(paths[0]))
+        x = da.from_zarr(str(source), storage_options=_options(source))
+    except (FileNotFoundError, PermissionError, ConnectionError) as e:
+        raise failure(source, e) if isinstance(source, Remote) else \
+            OpError(f"cannot open '{source.name}' as a zarr array: {e}", where="path") \
+            from None
     except Exception as e:  # zarr raises several types for "not an array store"
-        raise OpError(f"cannot open '{paths[0].name}' as a zarr array: {e}",
+        raise OpError(f"cannot open '{source.name}' as a zarr array: {e}",
                       where="path") from None
     return _to_device(ctx, _chunked(ctx, x, chunks))
 
@@ -123,9 +136,19 @@ def _known_shape(x: da.Array, fmt: str) -> None:
                       where="path", hint="write it as .zarr, or rechunk it first")
 
 
+def _options(path) -> dict | None:
+    """The storage options of a remote path (None for a local one: zarr refuses them)."""
+    return dict(path.options) if isinstance(path, Remote) else None
+
+
 @writer("npy", "array")
-def write_npy(ctx, x: da.Array, path: Path) -> Pending:
+def write_npy(ctx, x: da.Array, path: Path | Remote) -> Pending:
     _known_shape(x, "npy")
+    if isinstance(path, Remote):
+        parts = path.with_name(path.name + ".parts")
+        marks = remote_npy.write_parts(_to_host(ctx, x), parts)
+        return Pending(marks.all(), finish=lambda _: remote_npy.join(
+            parts, path, x.shape, x.dtype, marks.numblocks[0]))
     # The full-size file is created first (at compute time, so `validate` writes nothing),
     # then each block is written in place by the worker that holds it: nothing gathers
     # the whole array on one process.
@@ -161,7 +184,7 @@ def _write_block(block, path: str, created, block_info=None):
 
 
 @writer("zarr", "array")
-def write_zarr(ctx, x: da.Array, path: Path):
+def write_zarr(ctx, x: da.Array, path: Path | Remote):
     _known_shape(x, "zarr")
     x = _to_host(ctx, x)
     if not _regular(x.chunks):
@@ -170,24 +193,25 @@ def write_zarr(ctx, x: da.Array, path: Path):
     # it while the graph is built, so `validate` left a store (and its folders) behind.
     # Each block then fills its own zarr chunks, in place, on the worker that holds it.
     zchunks = tuple(max(c[0], 1) for c in x.chunks)  # zarr chunks are >= 1 even if empty
-    create = dask.delayed(_create_zarr)(str(path), x.shape, x.dtype.str, zchunks)
-    marks = x.map_blocks(_write_zarr_block, path=str(path), created=create, dtype=bool,
-                         chunks=tuple((1,) * len(c) for c in x.chunks))
+    options = _options(path)
+    create = dask.delayed(_create_zarr)(str(path), x.shape, x.dtype.str, zchunks, options)
+    marks = x.map_blocks(_write_zarr_block, path=str(path), options=options, created=create,
+                         dtype=bool, chunks=tuple((1,) * len(c) for c in x.chunks))
     return Pending(marks.all())
 
 
-def _create_zarr(path: str, shape, dtype: str, chunks) -> None:
+def _create_zarr(path: str, shape, dtype: str, chunks, options: dict | None) -> None:
     import zarr
 
     zarr.open_array(path, mode="w", shape=tuple(shape), chunks=tuple(chunks),
-                    dtype=np.dtype(dtype))
+                    dtype=np.dtype(dtype), storage_options=options)
 
 
-def _write_zarr_block(block, path: str, created, block_info=None):
+def _write_zarr_block(block, path: str, options: dict | None, created, block_info=None):
     import zarr
 
     region = tuple(slice(a, b) for a, b in block_info[0]["array-location"])
-    zarr.open_array(path, mode="r+")[region] = block
+    zarr.open_array(path, mode="r+", storage_options=options)[region] = block
     return np.ones((1,) * block.ndim, dtype=bool)
 
 
@@ -205,13 +229,13 @@ def write_json(ctx, x: da.Array, path: Path):
     return Pending(_to_host(ctx, x), finish=lambda value: _dump_json(value, path))
 
 
-def _dump_json(value, path: Path) -> None:
+def _dump_json(value, path: Path | Remote) -> None:
     value = np.asarray(value)
     if value.ndim == 0:
         doc = {"value": _plain(value.item())}
     else:
         doc = _plain(value.tolist())
-    with open(path, "w") as f:
+    with (path.open("w") if isinstance(path, Remote) else open(path, "w")) as f:
         json.dump(doc, f, allow_nan=False)
 
 

@@ -9,7 +9,9 @@ the output, so the result does not depend on the chunking.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import warnings
 from typing import Literal
 
 import dask
@@ -132,9 +134,20 @@ def _min_chunks(chunks: tuple[int, ...], need: int) -> tuple[int, ...]:
     return tuple(out)
 
 
+@functools.cache
+def _signal_module(name: str):
+    """``scipy.signal`` or ``cupyx.scipy.signal``. Importing the latter (CuPy 14) builds
+    kernels with ``cupyx.jit.rawkernel``, which warns that it is experimental: noise in
+    every GPU worker's log (and an error under ``-W error``), seen on an H200."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="cupyx.jit.rawkernel is experimental",
+                                category=FutureWarning)
+        return importlib.import_module(name)
+
+
 def _block_valid(block, kernel, method, backend):
     xp = backend.xp
-    scipy_signal = importlib.import_module(
+    scipy_signal = _signal_module(
         "scipy.signal" if xp.__name__ == "numpy" else "cupyx.scipy.signal")
     if not isinstance(kernel, type(block)):
         kernel = backend.to_device(kernel)

@@ -22,6 +22,7 @@ from pipeline.errors import OpError
 from pipeline.ops.formats import Pending, reader, writer
 from pipeline.ops.frame_expr import require_columns
 from pipeline.ops.frames import known_lengths, remember_lengths
+from pipeline.storage import Remote, parquet_filesystem
 
 # A .json sink holds small results only; larger tables belong in .parquet / .csv.
 JSON_MAX_ROWS = 1_000_000
@@ -40,13 +41,23 @@ def _projected(df, columns: list[str] | None):
     return df[list(columns)]
 
 
-def _parquet_sources(paths: list[Path]) -> str | list[str]:
+def _parquet_sources(paths: list[Path] | list[Remote]) -> str | list[str]:
     if len(paths) == 1:
         return str(paths[0])  # a file, or a folder of parts (hive partitions included)
     files = []
     for p in paths:  # a glob: folders among the matches stand for their parts
-        files.extend(sorted(str(f) for f in p.rglob("*.parquet")) if p.is_dir() else [str(p)])
+        local_dir = isinstance(p, Path) and p.is_dir()
+        files.extend(sorted(str(f) for f in p.rglob("*.parquet")) if local_dir else [str(p)])
     return files
+
+
+def _storage(paths, fmt: str = "csv") -> dict:
+    """``storage_options`` (or a filesystem) for dask's readers when the paths are URLs."""
+    first = paths[0]
+    if not isinstance(first, Remote):
+        return {}
+    fs = parquet_filesystem(first) if fmt == "parquet" else None
+    return {"filesystem": fs} if fs is not None else {"storage_options": dict(first.options)}
 
 
 @reader("parquet", "frame")
@@ -56,7 +67,8 @@ def read_parquet(ctx, paths: list[Path], *, chunks, columns, blocksize):
 
     _no_chunks(chunks)
     source = _parquet_sources(paths)
-    options = {} if blocksize is None else {"blocksize": blocksize}
+    options = {**_storage(paths, "parquet"),
+               **({} if blocksize is None else {"blocksize": blocksize})}
     try:
         df = dd.read_parquet(source, columns=columns, **options)
     except (ValueError, KeyError, OSError) as e:
@@ -78,7 +90,7 @@ def read_csv(ctx, paths: list[Path], *, chunks, columns, blocksize):
 
     _no_chunks(chunks)
     source = [str(p) for p in paths]
-    options = {} if blocksize is None else {"blocksize": blocksize}
+    options = {**_storage(paths), **({} if blocksize is None else {"blocksize": blocksize})}
     try:
         df = dd.read_csv(source, usecols=columns, **options)
     except (ValueError, OSError) as e:
@@ -108,7 +120,7 @@ def _counted_read(ctx, df):
 
 
 def _names(paths: list[Path]) -> str:
-    shown = ", ".join(f"'{p.name}'" for p in paths[:3])
+    shown = ", ".join(f"'{p if isinstance(p, Remote) else p.name}'" for p in paths[:3])
     return shown + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
 
 
@@ -126,27 +138,45 @@ def write_parquet(ctx, df, path: Path) -> Pending:
     return Pending(_write_parts(ctx, df, path, "parquet"))
 
 
-def _write_parts(ctx, df, folder: Path, fmt: str):
+def _write_parts(ctx, df, folder: Path | Remote, fmt: str):
     """A lazy series of row counts, one per partition, each written as ``part.<i>.<fmt>``
-    into ``folder`` by the worker that holds the partition."""
-    return _frame(df).map_partitions(_write_part, str(folder), fmt, ctx.backend,
+    into ``folder`` (local, or at a URL) by the worker that holds the partition."""
+    return _frame(df).map_partitions(_write_part, folder, fmt, ctx.backend,
                                      stage_span(), meta=("rows", "int64"),
                                      enforce_metadata=False)
 
 
-def _write_part(part, folder: str, fmt: str, backend, span: str | None,
+def _write_part(part, folder: Path | Remote, fmt: str, backend, span: str | None,
                 partition_info=None):
     import os
     from functools import partial
 
-    os.makedirs(folder, exist_ok=True)
     number = partition_info["number"] if partition_info else 0
+    name = f"part.{number}.{fmt}"
+    if isinstance(folder, Remote):
+        fs, root = folder.fs()
+        target, size = f"{root}/{name}", fs.size
+        opened = partial(fs.open, target, "wb")
+    else:
+        os.makedirs(folder, exist_ok=True)
+        target, size = os.path.join(folder, name), os.path.getsize
+        opened = None
     if fmt == "parquet":
-        write = partial(part.to_parquet, index=False)
+        write = partial(_to_file, partial(part.to_parquet, index=False), opened)
     else:  # csv: the header once, in the first part, so the parts concatenate
-        write = partial(part.to_csv, index=False, header=number == 0)
-    backend.frame_write(write, os.path.join(folder, f"part.{number}.{fmt}"), span)
+        write = partial(_to_file, partial(part.to_csv, index=False, header=number == 0),
+                        opened)
+    backend.frame_write(write, target, span, size)
     return len(part)
+
+
+def _to_file(write, opened, target: str) -> None:
+    """``write(target)`` for a local file, or into the remote file ``opened()``."""
+    if opened is None:
+        write(target)
+        return
+    with opened() as f:
+        write(f)
 
 
 @writer("csv", "frame")
@@ -159,9 +189,19 @@ def write_csv(ctx, df, path: Path) -> Pending:
                    finish=lambda _: _concatenate(parts, path))
 
 
-def _concatenate(parts: Path, path: Path) -> None:
+def _concatenate(parts: Path | Remote, path: Path | Remote) -> None:
+    """Append the csv parts, in order, into one file; then remove them. Remote parts
+    stream through this process one at a time."""
     import shutil
 
+    if isinstance(parts, Remote):
+        fs, folder = parts.fs()
+        files = sorted(fs.ls(folder, detail=False), key=lambda p: int(p.split(".")[-2]))
+        with path.open("wb") as out:
+            for f in files:
+                out.write(fs.cat_file(f))
+        fs.rm(folder, recursive=True)
+        return
     files = sorted(parts.glob("part.*.csv"), key=lambda p: int(p.name.split(".")[1]))
     with open(path, "wb") as out:
         for f in files:
@@ -201,7 +241,7 @@ def _dump_records(table, path: Path) -> None:
     columns = [str(c) for c in table.columns]
     records = [dict(zip(columns, (_plain(v) for v in row)))
                for row in table.itertuples(index=False, name=None)]
-    with open(path, "w") as f:
+    with (path.open("w") if isinstance(path, Remote) else open(path, "w")) as f:
         json.dump(records, f, allow_nan=False)
 
 

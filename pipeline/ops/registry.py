@@ -92,21 +92,35 @@ class OpInfo:
 REGISTRY: dict[str, OpInfo] = {}
 # The modules that register ops (pipeline.ops.<name>), imported on the first lookup.
 MODULES = ("sources", "array_io", "arrays", "convolve", "signal", "layout", "stencil",
-           "frame_io", "frames", "random_table", "plots", "sinks")
+           "frame_io", "frames", "random_table", "plots", "sinks", "user")
 
 
 def catalogue() -> dict[str, OpInfo]:
-    """Every registered op, by name (importing the op modules the first time)."""
+    """Every registered op, by name (importing the op modules and the plugins' the first
+    time: :mod:`pipeline.ops.plugins`)."""
+    from pipeline.ops import plugins
+
     for module in MODULES:
         importlib.import_module(f"pipeline.ops.{module}")
+    plugins.load()
     return REGISTRY
 
 
 def op(name: str, *, family: str, inputs: str = "input", n_inputs: int | None = None,
        stage_refs: tuple[str, ...] = (), takes: str | None = None):
-    """Register ``fn`` as op ``name``; it ``takes`` the inputs of its family (arrays for
-    array ops, tables for frame ops, either for sinks) unless told otherwise."""
-    assert family in FAMILIES and inputs in INPUT_STYLES
+    """Register ``fn`` as op ``name`` (built-in ops and plugins' alike); it ``takes`` the
+    inputs of its family (arrays for array ops, tables for frame ops, either for sinks)
+    unless told otherwise.
+
+    Raises
+    ------
+    ValueError
+        A bad family or input style, a parameter annotation the registry cannot check,
+        or a name another module's op already has (a plugin cannot replace an op).
+    """
+    if family not in FAMILIES or inputs not in INPUT_STYLES:
+        raise ValueError(f"op '{name}': family must be one of {FAMILIES} and inputs one "
+                         f"of {INPUT_STYLES}")
     takes = takes or {"array": "array", "frame": "frame"}.get(family, "any")
 
     def register(fn: Callable) -> Callable:
@@ -116,12 +130,23 @@ def op(name: str, *, family: str, inputs: str = "input", n_inputs: int | None = 
             if p.kind is not inspect.Parameter.KEYWORD_ONLY:
                 continue
             required = p.default is inspect.Parameter.empty
-            params[p.name] = Param(p.name, hints.get(p.name, Any),
-                                   None if required else p.default, required)
+            ann = hints.get(p.name, Any)
+            try:
+                matches(None, ann)
+            except TypeError as e:
+                raise ValueError(f"op '{name}', parameter '{p.name}': {e}") from None
+            params[p.name] = Param(p.name, ann, None if required else p.default, required)
+        old = REGISTRY.get(name)
+        if old is not None and _where(old.fn) != _where(fn):
+            raise ValueError(f"op '{name}' is already registered by {_where(old.fn)}")
         REGISTRY[name] = OpInfo(name, family, inputs, n_inputs, fn, params, stage_refs, takes)
         return fn
 
     return register
+
+
+def _where(fn: Callable) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
 
 
 def get(name: str) -> OpInfo:
@@ -132,12 +157,15 @@ def get(name: str) -> OpInfo:
     InputError
         Unknown op, with a did-you-mean.
     """
+    from pipeline.ops import plugins
+
     known = catalogue()
     try:
         return known[name]
     except KeyError:
-        raise InputError(f"unknown op '{name}'{did_you_mean(name, known)}",
-                         where="op", hint="python -m pipeline ops lists them") from None
+        raise InputError(f"unknown op '{name}'{did_you_mean(name, known)}", where="op",
+                         hint=plugins.failures_hint() or "python -m pipeline ops lists them"
+                         ) from None
 
 
 def matches(value: Any, ann: Any) -> bool:

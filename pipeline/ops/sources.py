@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import dask.array as da
 import numpy as np
@@ -131,8 +131,10 @@ def _inside(low: float, high: float, dtype: np.dtype):
 
 @op("read", family="source", inputs="none")
 def read(ctx: Context, *, path: str, format: str | None = None, chunks: Chunks | None = None,
-         blocksize: str | int | None = None, columns: list[str] | None = None):
-    """Read a file or a glob of files; each chunk is copied to the device once.
+         blocksize: str | int | None = None, columns: list[str] | None = None,
+         storage_options: dict[str, Any] | None = None):
+    """Read a file or a glob of files, local or at an fsspec URL; each chunk is copied to
+    the device once.
 
     ```yaml
     - id: signal
@@ -140,8 +142,12 @@ def read(ctx: Context, *, path: str, format: str | None = None, chunks: Chunks |
       path: data/signal.npy    # relative to the workflow file; globs allowed
       format: npy              # default: from the extension (npy, zarr, parquet, csv)
       chunks: auto             # arrays; tables take blocksize (csv) and columns
+    - id: trips
+      op: read
+      path: s3://bucket/trips/*.parquet   # s3:// gs:// http(s):// memory:// ...
+      storage_options: {anon: true}       # for the filesystem (s3fs, gcsfs, ...)
     ```
     """
     fmt = format_of(path, format, READERS)
-    paths = ctx.input_paths(path)
+    paths = ctx.input_paths(path, storage_options)
     return READERS[fmt](ctx, paths, chunks=chunks, columns=columns, blocksize=blocksize)
