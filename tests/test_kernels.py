@@ -269,6 +269,10 @@ def test_cupy_names_exist_in_the_real_cupy():
 
 
 FUSE_DTYPES = ["int32", "float32", "float64", "complex64"]
+# cupy.fuse types a Python constant by its value (``isfinite(b) * 1.0``: narrower than
+# float64), NumPy 2 by the array's kind (float64): the kernel is refused for its type and
+# the expression runs one CuPy call per operation, with NumPy's types (seen on an H200)
+TYPED_BY_VALUE = {"where(isnan(a), 0, a) + isfinite(b) * 1.0 + real(a) - imag(b) + conj(a)"}
 
 
 @pytest.mark.parametrize("dtype,text", [
@@ -300,7 +304,8 @@ def test_cupy_fuse_equals_the_interpreted_path(where, dtype, text, rng, monkeypa
     with np.errstate(all="ignore"):
         got = cupy_gpu.evaluate(parsed, tuple(values), {},
                                 [cupy.asarray(v) for v in values.values()], want.dtype)
-    assert not cupy_gpu._FAILED, f"cupy.fuse could not fuse {text!r} on {dtype}"
+    assert not cupy_gpu._FAILED or text in TYPED_BY_VALUE, \
+        f"cupy.fuse could not fuse {text!r} on {dtype}"
     got = cupy.asnumpy(got)
     if where == "gpu":
         ordinary = np.logical_and.reduce([np.isfinite(v) & (v != 0) for v in values.values()])

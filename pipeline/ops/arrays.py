@@ -18,12 +18,28 @@ from pipeline.ops.registry import op
 from pipeline.ops.sources import Chunks, check_chunks
 
 Norm = Literal["backward", "ortho", "forward"] | None
+
+
+def _clip(a, lo, hi):
+    """``np.clip``, which is this on NumPy. ``cupy.clip`` ignores NaN bounds and refuses
+    complex input (seen on an H200), so the GPU backend would differ."""
+    return da.minimum(da.maximum(a, lo), hi)
+
+
+def _angle(z):
+    """``np.angle``. CuPy's angle of a real array is 0 for -0.0 and pi for NaN, where
+    NumPy's is ``arctan2(0, x)``: pi and NaN (seen on an H200)."""
+    if z.dtype.kind in "cb":  # complex: CuPy's is arctan2 too; bool: never -0.0 or NaN
+        return da.angle(z)
+    return da.arctan2(da.zeros_like(z), z)
+
+
 # The expression language's functions, acting on Dask arrays (they dispatch per chunk).
 ARRAY_FUNCTIONS = {
     "abs": da.absolute, "sqrt": da.sqrt, "exp": da.exp, "log": da.log, "log1p": da.log1p,
     "sin": da.sin, "cos": da.cos, "tan": da.tan, "arctan2": da.arctan2, "real": da.real,
-    "imag": da.imag, "conj": da.conj, "angle": da.angle, "maximum": da.maximum,
-    "minimum": da.minimum, "where": da.where, "clip": da.clip, "floor": da.floor,
+    "imag": da.imag, "conj": da.conj, "angle": _angle, "maximum": da.maximum,
+    "minimum": da.minimum, "where": da.where, "clip": _clip, "floor": da.floor,
     "ceil": da.ceil, "round": da.round, "isnan": da.isnan, "isfinite": da.isfinite,
 }
 assert set(ARRAY_FUNCTIONS) == set(expr_lang.FUNCTIONS)

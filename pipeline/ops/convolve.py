@@ -159,6 +159,11 @@ def _block_valid(block, kernel, method, backend):
         # image chunk with a 5x5 kernel it is ~6x slower than the same sum done as one
         # vectorised multiply-add per kernel weight, which gives the same numbers
         return _shift_add(block, kernel)
+    if xp.__name__ != "numpy" and method == "auto" and block.ndim > 1:
+        # cupyx.scipy.signal chooses a method for 1-d inputs only (NotImplementedError
+        # on others, seen on an H200): its 1-d rule, integers direct and the rest by FFT
+        method = "direct" if block.dtype.kind in "bui" or kernel.dtype.kind in "bui" \
+            else "fft"
     return scipy_signal.convolve(block, kernel, mode="valid", method=method)
 
 

@@ -60,9 +60,28 @@ def fuse(*args, **kwargs):
     return wrap
 
 
+def _clip(a, a_min=None, a_max=None, out=None, **kwargs):
+    """CuPy's clip, not NumPy's (seen on an H200): ``fmin(fmax(a, lo), hi)``, so NaN bounds
+    are ignored (NumPy's gives NaN), and complex input is refused."""
+    if numpy.iscomplexobj(a):
+        raise TypeError(f"Wrong type ({numpy.asarray(a).dtype}) of arguments for cupy_clip")
+    return numpy.fmin(numpy.fmax(a, a_min), a_max, out=out, **kwargs)
+
+
+def _angle(z, deg=False):
+    """CuPy's angle, not NumPy's (seen on an H200): of a real array, 0 where ``x >= 0``
+    and pi elsewhere, so 0 for -0.0 and pi for NaN (NumPy's: pi and NaN)."""
+    if numpy.iscomplexobj(z):
+        return numpy.angle(z, deg)
+    half_turn = 180.0 if deg else numpy.pi
+    return numpy.where(z >= 0, 0, half_turn).astype(numpy.angle(z, deg).dtype)
+
+
 OWN = {"ndarray": ndarray, "ufunc": ufunc, "array": array, "asarray": asarray,
        "asanyarray": asanyarray, "asnumpy": asnumpy, "get_array_module": get_array_module,
-       "fuse": fuse}
+       "fuse": fuse,
+       "clip": _core._strict("cupy.clip", _clip, CATALOG["modules"]["cupy"]["clip"]),
+       "angle": _core._strict("cupy.angle", _angle, CATALOG["modules"]["cupy"]["angle"])}
 
 
 def __getattr__(name):
