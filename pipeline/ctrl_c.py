@@ -10,6 +10,7 @@ lost where Python cannot raise it (see there).
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import threading
@@ -56,43 +57,70 @@ def held() -> Iterator[Callable[[], None]]:
 
 @contextmanager
 def handled() -> Iterator[None]:
-    """SIGINT raises KeyboardInterrupt, and raises it again where Python dropped it.
+    """SIGINT raises KeyboardInterrupt where Python can raise it, and nowhere else.
 
     Python cannot raise an exception out of a garbage collector callback (Dask's
-    scheduler installs one), a weakref callback or a ``__del__``: it hands it to
-    :func:`sys.unraisablehook` and goes on, so a Ctrl-C landing there would be lost and
-    the run would go on. The hook here sends the main thread SIGINT again once the hook
-    has returned, which raises at the next line of Python that runs outside such a place
-    (or lands in the next such place, and comes back here).
+    scheduler installs one), a weakref callback or a ``__del__``: it drops it and goes on,
+    so a Ctrl-C landing there would be lost and the run would go on. Inside a gc callback
+    the interrupt is not raised at all (it would also break the callback: Dask's then
+    fails an assertion at every later collection) but owed; one dropped elsewhere reaches
+    :func:`sys.unraisablehook`, which owes it too. An owed interrupt is sent again as a
+    signal (which also ends a blocking wait) from a helper thread, once the place is left.
+    One is owed at a time, and none is sent once the block is left.
     """
     if not _main_thread():
         yield
         return
-    previous_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
-    previous_hook = sys.unraisablehook
-    hooks_running = [0]
     main = threading.main_thread().ident
+    lock = threading.Lock()
+    state = {"owed": False, "hooks": 0, "closed": False}
 
-    def interrupt_after_hook() -> None:
-        # interrupting inside the hook would raise there, and Python would drop it again
-        while hooks_running[0]:
+    def send_later(delay: float) -> None:
+        time.sleep(delay)
+        while state["hooks"]:  # a signal inside the hook would be dropped again
             time.sleep(0.001)
-        # a signal, not _thread.interrupt_main(): it also ends a wait the main thread is
-        # blocked in (a lock, a sleep), as the first Ctrl-C did
-        signal.pthread_kill(main, signal.SIGINT)
+        with lock:
+            if not state["closed"]:
+                signal.pthread_kill(main, signal.SIGINT)
+
+    def owe(delay: float) -> None:
+        if not state["owed"]:
+            state["owed"] = True
+            threading.Thread(target=send_later, args=(delay,), daemon=True).start()
+
+    def on_sigint(signum, frame) -> None:
+        if _in_gc_callback(frame):
+            state["owed"] = False  # this is the owed one, come back too early
+            owe(0.01)
+            return
+        state["owed"] = False
+        raise KeyboardInterrupt
 
     def hook(unraisable) -> None:
         if not issubclass(unraisable.exc_type, KeyboardInterrupt):
             previous_hook(unraisable)
             return
-        hooks_running[0] += 1
-        threading.Thread(target=interrupt_after_hook, daemon=True).start()
-        hooks_running[0] -= 1  # last: Python checks for interrupts at no point after it
+        state["hooks"] += 1
+        owe(0)
+        state["hooks"] -= 1  # last: Python checks for interrupts at no point after it
 
+    previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    previous_hook = sys.unraisablehook
     sys.unraisablehook = hook
     try:
         yield
     finally:
+        with lock:
+            state["closed"] = True
         sys.unraisablehook = previous_hook
         if previous_handler is not None:  # None: a handler not installed from Python
             signal.signal(signal.SIGINT, previous_handler)
+
+
+def _in_gc_callback(frame) -> bool:
+    codes = {getattr(getattr(cb, "__func__", cb), "__code__", None) for cb in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in codes:
+            return True
+        frame = frame.f_back
+    return False

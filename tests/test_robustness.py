@@ -309,9 +309,24 @@ def _interrupt_inside(install, remove) -> list:
     return fired
 
 
-def test_ctrl_c_inside_a_gc_callback_is_not_lost():
-    """The in-process scheduler installs a gc callback; Python ignores what it raises."""
-    assert _interrupt_inside(gc.callbacks.append, gc.callbacks.remove)
+def test_ctrl_c_inside_a_gc_callback_is_not_lost_nor_breaks_it():
+    """The in-process scheduler installs a gc callback that pairs each collection's start
+    with its stop (and asserts it). Python ignores what a callback raises, so the
+    interrupt must come once outside it; and it must not be raised inside it, which
+    would skip the rest of the callback and break that pairing."""
+    phases = []
+
+    def install(callback):
+        def paired(phase, info):
+            callback()
+            phases.append(phase)  # skipped if the interrupt were raised in callback()
+
+        gc.callbacks.append(paired)
+        keep.append(paired)
+
+    keep: list = []
+    assert _interrupt_inside(install, lambda callback: gc.callbacks.remove(keep[0]))
+    assert phases[:2] == ["start", "stop"] and len(phases) % 2 == 0
 
 
 def test_ctrl_c_inside_a_weakref_callback_is_not_lost():
