@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import dask
 
 from pipeline.accounting.meter import Metered
-from pipeline.accounting.stagemap import StageMap, key_name
+from pipeline.accounting.stagemap import StageMap, key_name, propagate
 
 
 @dataclass
@@ -80,9 +80,10 @@ def prepare(collections: list, outputs: list[str], stages: StageMap, *, fuse: bo
                         annotations.setdefault(key, {})[kind] = value
     prepared = Prepared(graph=None, keys=keys)
     layers: dict[str, tuple[dict, dict]] = {}
+    defaults = _task_labels(dsk, stages)
     for key, node in dsk.items():
         counts: Counter = Counter()
-        node = _meter(node, stages, run_label, counts)
+        node = _meter(node, stages, defaults.get(key, run_label), counts)
         prepared.tasks.update(counts)
         if counts:
             prepared.members[key] = dict(counts)
@@ -114,6 +115,24 @@ def _graph(layers: dict[str, tuple[dict, dict]]):
     named = {f"pipeline-{i}": MaterializedLayer(tasks, annotations=ann)
              for i, (tasks, ann) in enumerate(layers.values())}
     return HighLevelGraph(named, {name: set() for name in named})
+
+
+def _task_labels(dsk: dict, stages: StageMap) -> dict:
+    """Top-level key -> the stage its tasks belong to unless they say otherwise: its own
+    key's, a fused task's output member's, or for tasks Dask made up (a shuffle's
+    partitioning steps, say) its neighbours' (:func:`stagemap.propagate`)."""
+    from dask._task_spec import Task, _execute_subgraph
+
+    known, consumers, inputs = {}, {}, {}
+    for key, node in dsk.items():
+        fused = isinstance(node, Task) and node.func is _execute_subgraph
+        label = stages.label(node.args[1] if fused else key)
+        if label is not None:
+            known[key] = label
+        inputs[key] = list(node.dependencies)
+        for dep in inputs[key]:
+            consumers.setdefault(dep, []).append(key)
+    return {**known, **propagate([k for k in dsk if k not in known], consumers, inputs, known)}
 
 
 def _meter(node, stages: StageMap, label: str, counts: Counter):

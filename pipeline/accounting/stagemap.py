@@ -109,7 +109,11 @@ class StageMap:
 
     def learn(self, optimized) -> None:
         """Map the expressions of an optimized dask-expr query (see the module's doc)."""
-        nodes = _expr_nodes(optimized)
+        outputs: dict[str, str] = {}
+        nodes = _expr_nodes(optimized, outputs)
+        for fused, first in outputs.items():  # a fused group's output is its first member's
+            if fused in self.names and first not in self.names:
+                self.add(first, self.names[fused])
         consumers: dict[str, list[str]] = {name: [] for name in nodes}
         for name, node in nodes.items():
             for dep in _inputs(node):
@@ -119,25 +123,12 @@ class StageMap:
             if name not in self.names:
                 match = self._match(node)
                 if match:
-                    self.names[name] = match
+                    self.add(name, match)
                 else:
                     pending.append(name)
-        # a lowered step belongs to the stage that uses its output; failing that (nothing
-        # mapped uses it), to the stage of what it uses
-        rules = (lambda name: (self.names.get(c) for c in consumers.get(name, ())),
-                 lambda name: (self.names.get(d._name) for d in _inputs(nodes[name])))
-        for rule in rules:
-            while pending:
-                left = []
-                for name in pending:
-                    found = _agreed(rule(name))
-                    if found is None:
-                        left.append(name)
-                    else:
-                        self.names[name] = found
-                if len(left) == len(pending):
-                    break
-                pending = left
+        inputs = {name: [d._name for d in _inputs(node)] for name, node in nodes.items()}
+        for name, label in propagate(pending, consumers, inputs, self.names).items():
+            self.add(name, label)
 
     def _match(self, node) -> str | None:
         best, best_score, tie = None, -1, False
@@ -152,6 +143,32 @@ class StageMap:
             elif score == best_score and label != best:
                 tie = True
         return None if tie else best
+
+
+def propagate(pending, consumers: dict, inputs: dict, known: dict) -> dict:
+    """Labels for the ``pending`` nodes of a graph from their neighbours' (``known``): a
+    node that some stage's work consumes belongs to that stage (a lowered step, a shuffle's
+    transfer), when all its mapped consumers agree; failing that, to the stage of all it
+    consumes. Returns the labels found; ``known`` is not changed."""
+    found: dict = {}
+
+    def label(name):
+        return found.get(name) or known.get(name)
+
+    pending = list(pending)
+    for neighbours in (consumers, inputs):
+        while pending:
+            left = []
+            for name in pending:
+                agreed = _agreed(label(n) for n in neighbours.get(name, ()))
+                if agreed is None:
+                    left.append(name)
+                else:
+                    found[name] = agreed
+            if len(left) == len(pending):
+                break
+            pending = left
+    return found
 
 
 def _names(name: str, layer) -> list[str]:
@@ -172,9 +189,10 @@ def _collections(value):
         yield getattr(value, "collection", value)  # a sink's Pending
 
 
-def _expr_nodes(expr) -> dict[str, object]:
+def _expr_nodes(expr, outputs: dict[str, str] | None = None) -> dict[str, object]:
     """Every node of a dask-expr tree; a fused group stands for its members (the tasks
-    of a fused task are its members', under their own names)."""
+    of a fused task are its members', under their own names). ``outputs`` gets each fused
+    group's name -> its first member's (the one whose result is the group's)."""
     out: dict[str, object] = {}
     stack = [expr]
     while stack:
@@ -182,6 +200,8 @@ def _expr_nodes(expr) -> dict[str, object]:
         if node._name in out:
             continue
         if _is_fused(node):
+            if outputs is not None:
+                outputs[node._name] = node.exprs[0]._name
             stack.extend(node.exprs)
             continue
         out[node._name] = node
@@ -210,11 +230,11 @@ def _params(node) -> dict:
 def _same(a, b) -> bool:
     if a is b:
         return True
-    try:
-        return bool(a == b) if isinstance(a, (str, int, float, bool, tuple, type(None))) \
-            else _token(a) == _token(b)
-    except (TypeError, ValueError):
+    if type(a) is not type(b):
         return False
+    if isinstance(a, (str, int, float, bool)):
+        return a == b
+    return _token(a) == _token(b)  # frames, functions, containers of them
 
 
 def _token(value) -> str:
