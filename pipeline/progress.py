@@ -188,8 +188,12 @@ class Screen:
             out.append(f"  no tasks of their own ({len(by_state['none'])}): "
                        + ", ".join(by_state["none"]))
         active = by_state["running"] + by_state["waiting"]
-        room = max(rows - 1 - len(out) - 1, 1)
-        shown = active if len(active) <= room else active[:room - 1]
+        # rows - 1 lines at most, the total line last; on a very short window the
+        # collapsed lines give way to the running stages
+        while out and len(out) + 1 + bool(active) > rows - 1:
+            out.pop()
+        room = rows - 2 - len(out)
+        shown = active if len(active) <= room else active[:max(room - 1, 0)]
         width = min(self.width, max(columns // 3, 8))
         for stage in shown:
             st = states[self.labels[stage]]
@@ -199,7 +203,7 @@ class Screen:
             count = f"{st['done'] + st['erred']}/{st['total']} tasks"
             erred = f", {st['erred']} erred" if st["erred"] else ""
             out.append(f"  {stage[:width]:<{width}}  {bar}  {count:>15}  {took} s{erred}")
-        if len(shown) < len(active):
+        if len(shown) < len(active) and room > 0:
             rest = active[len(shown):]
             running = sum(1 for s in rest if s in by_state["running"])
             out.append(f"  ... {len(rest)} more ({running} running, {len(rest) - running} "

@@ -1,37 +1,17 @@
 """Per-stage accounting with Dask's fusion on (the default) and off: every stage's time,
 tasks and copies land on that stage, whatever task Dask fused its work into."""
 
-import textwrap
-import time
-
 import pytest
 
-from pipeline import backends, ops, plan, runner, spec
+from pipeline import backends, runner
 from pipeline.accounting import graph
 from pipeline.accounting.stagemap import StageMap
-from pipeline.ops.registry import REGISTRY
 from pipeline.report import table
+from tests.helpers import load_workflow, sleepy_op  # noqa: F401 - a fixture
 
 # seconds each chunk of a `sleepy` stage spends in its own code
 NAP = {"slow": 0.12, "slower": 0.24}
 CHUNKS = 4
-
-
-def _nap(block, seconds):
-    time.sleep(seconds)
-    return block + 1
-
-
-@pytest.fixture
-def sleepy_op():
-    """A test-only op whose tasks take a known time: ``x + 1`` after a nap per chunk."""
-    @ops.op("sleepy", family="array")
-    def sleepy(ctx, x, *, seconds: float):
-        """Naps, then adds one."""
-        return x.map_blocks(_nap, seconds, dtype=x.dtype)
-
-    yield
-    del REGISTRY["sleepy"]
 
 
 CHAIN = f"""
@@ -46,12 +26,6 @@ CHAIN = f"""
 """
 
 
-def load(tmp_path, text):
-    path = tmp_path / "wf.yaml"
-    path.write_text(textwrap.dedent(text))
-    return plan.build(spec.load(path, output_dir=tmp_path / "out"))
-
-
 def _prepared(p, built, fuse):
     stage_map = StageMap.from_build(built.results(p), built.span_ids,
                                     {ps.id: ps.upstream for ps in p.stages})
@@ -61,7 +35,7 @@ def _prepared(p, built, fuse):
 
 
 def test_fusion_merges_stages_into_shared_tasks(tmp_path, sleepy_op):
-    p = load(tmp_path, CHAIN)
+    p = load_workflow(tmp_path, CHAIN)
     built = runner.build(p, backends.CPU, tmp_path / "staging")
     fused, unfused = _prepared(p, built, True), _prepared(p, built, False)
     assert fused.tasks == unfused.tasks  # each stage's callables, fused or not
@@ -74,7 +48,7 @@ def test_fusion_merges_stages_into_shared_tasks(tmp_path, sleepy_op):
 
 @pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
 def test_each_stage_gets_its_own_time_under_fusion(tmp_path, session, sleepy_op, fuse):
-    doc = runner.run(load(tmp_path, CHAIN), backends.CPU, session, fuse=fuse)
+    doc = runner.run(load_workflow(tmp_path, CHAIN), backends.CPU, session, fuse=fuse)
     stages = {s["id"]: s for s in doc["stages"]}
     for sid, nap in NAP.items():
         expected = nap * CHUNKS
@@ -89,7 +63,7 @@ def test_each_stage_gets_its_own_time_under_fusion(tmp_path, session, sleepy_op,
 
 
 def test_a_stage_named_total_makes_one_total_row(tmp_path, session, sleepy_op):
-    doc = runner.run(load(tmp_path, CHAIN), backends.CPU, session)
+    doc = runner.run(load_workflow(tmp_path, CHAIN), backends.CPU, session)
     lines = table(doc["stages"], doc["totals"]).splitlines()
     assert [line.split()[0] for line in lines].count("total") == 1  # the stage
     assert lines[-4].split()[0] == "(run)" and "stages overlap" not in lines[-4]
@@ -100,7 +74,7 @@ def test_svd_of_a_gram_matrix_computes_its_input_once(tmp_path, session):
     # da.linalg.svd of one chunk goes through dask.delayed, which embedded a renamed copy
     # of the whole upstream graph: the data was generated twice and the Gram matrix's
     # work showed up under the svd
-    doc = runner.run(load(tmp_path, """
+    doc = runner.run(load_workflow(tmp_path, """
         name: pca
         stages:
           - {id: x, op: random, shape: [400, 6], chunks: [100, 6]}
@@ -138,7 +112,7 @@ TABLE = """
 
 @pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
 def test_table_stages_are_counted_and_timed(tmp_path, session, fuse):
-    doc = runner.run(load(tmp_path, TABLE), backends.CPU, session, fuse=fuse)
+    doc = runner.run(load_workflow(tmp_path, TABLE), backends.CPU, session, fuse=fuse)
     for s in doc["stages"]:
         assert s["tasks"] > 0 and s["start"] is not None, s["id"]
         assert s["compute_s"] > 0, s["id"]
