@@ -16,7 +16,12 @@ in order:
    on the most parameters (a node renamed because something below it changed, a merge
    lowered to a blockwise merge);
 3. else (a lowered step, an inserted projection): the stage of the expressions that
-   consume it, when they agree; failing that, of those it consumes.
+   consume it, when they agree; failing that, of those it consumes (:func:`propagate`).
+
+Tasks that no layer or expression names (a shuffle's partitioning and barrier tasks) are
+placed the same way, from their neighbours in the task graph. Identical tasks that two
+stages built are computed once by Dask and counted under the first; :attr:`StageMap.shared`
+says which later stages shared them.
 """
 
 from __future__ import annotations
