@@ -54,7 +54,6 @@ class StageProgress(SchedulerPlugin):
         self.first: dict[str, float] = {}
         self.last: dict[str, float] = {}
         self._finished: set = set()
-        self.t0 = time.time()
 
     def transition(self, key, start, finish, *args, **kwargs) -> None:
         counts = self.members.get(key)
