@@ -41,18 +41,27 @@ def load_workflow(tmp_path, text: str):
     return plan.build(spec.load(path, output_dir=tmp_path / "out"))
 
 
+# (seconds asked, seconds the nap took) of each `sleepy` chunk: on an in-process cluster
+# the workers' threads append here, so a test knows what each stage's code really took
+NAPS: list[tuple[float, float]] = []
+
+
 def _nap(block, seconds):
+    t0 = time.perf_counter()
     time.sleep(seconds)
+    NAPS.append((seconds, time.perf_counter() - t0))
     return block + 1
 
 
 @pytest.fixture
 def sleepy_op():
-    """A test-only op, ``sleepy``: ``x + 1`` after a nap of ``seconds`` per chunk."""
+    """A test-only op, ``sleepy``: ``x + 1`` after a nap of ``seconds`` per chunk (see
+    :data:`NAPS`)."""
     @ops.op("sleepy", family="array")
     def sleepy(ctx, x, *, seconds: float):
         """Naps, then adds one."""
         return x.map_blocks(_nap, seconds, dtype=x.dtype)
 
-    yield
+    NAPS.clear()
+    yield NAPS
     del REGISTRY["sleepy"]
