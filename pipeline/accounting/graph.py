@@ -1,7 +1,8 @@
 """Builds the graph a run submits: optimized (fused by default), materialized here, every
 task callable wrapped in :class:`~pipeline.accounting.meter.Metered` under its stage's
-label, and each task annotated with the span of the one stage it does, or of the run when
-it does several (a fused task).
+label, and each task annotated with the span of the stage whose result it makes (for a
+fused task, its last stage): the dashboard groups tasks by it, and what Dask records
+around a task's code (storing its result, spilling) lands there.
 
 Optimizing here rather than on the scheduler is what makes the stages findable: a fused
 task still holds its members as inner tasks under their own keys, and the optimized
@@ -87,8 +88,7 @@ def prepare(collections: list, outputs: list[str], stages: StageMap, *, fuse: bo
         prepared.tasks.update(counts)
         if counts:
             prepared.members[key] = dict(counts)
-        owner = next(iter(counts)) if len(counts) == 1 else run_label
-        ann = {**annotations.get(key, {}), "span": spans[owner]}
+        ann = {**annotations.get(key, {}), "span": spans[defaults.get(key, run_label)]}
         layer = layers.setdefault(repr(sorted(ann.items(), key=str)), ({}, ann))
         layer[0][key] = node
     prepared.graph = _graph(layers)
