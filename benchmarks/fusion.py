@@ -39,8 +39,15 @@ MARKS = ("<!-- bench:fusion:start -->", "<!-- bench:fusion:end -->")
 SIDES = ("fused", "--no-fuse", "hand-written")
 
 
-def warm(shape, repeats: int) -> dict[str, list[float]]:
-    """Compute-only seconds per side on one warm cluster."""
+def _cpu_of_this_process() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def warm(shape, repeats: int) -> dict[str, list[tuple[float, float]]]:
+    """Compute-only (wall, workers' CPU) seconds per side on one warm cluster."""
     import dask.array as da
     import numpy as np
     from distributed import Client, LocalCluster, wait
@@ -74,7 +81,7 @@ def warm(shape, repeats: int) -> dict[str, list[float]]:
 
     run = {"fused": lambda: pipeline(True), "--no-fuse": lambda: pipeline(False),
            "hand-written": hand}
-    times: dict[str, list[float]] = {side: [] for side in SIDES}
+    times: dict[str, list[tuple[float, float]]] = {side: [] for side in SIDES}
     try:
         with LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1,
                           processes=True, dashboard_address=None,
@@ -82,22 +89,26 @@ def warm(shape, repeats: int) -> dict[str, list[float]]:
                           silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
             client.run(lambda: __import__("pipeline.ops"))
             hand()  # warm-up: the workers' first FFT plan, NumPy's allocator
+            def workers_cpu() -> float:
+                return sum(client.run(_cpu_of_this_process).values())
+
             for i in range(repeats):
                 for side in SIDES[i % 3:] + SIDES[:i % 3]:
-                    t0 = time.perf_counter()
+                    c0, t0 = workers_cpu(), time.perf_counter()
                     run[side]()
-                    times[side].append(time.perf_counter() - t0)
-                    print(f"  warm {i + 1} {side:<13} {times[side][-1]:6.2f} s", flush=True)
+                    times[side].append((time.perf_counter() - t0, workers_cpu() - c0))
+                    print(f"  warm {i + 1} {side:<13} {times[side][-1][0]:6.2f} s wall "
+                          f"{times[side][-1][1]:6.2f} s CPU", flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return times
 
 
-def whole(shape, repeats: int) -> dict[str, list[float]]:
-    """Launch-to-exit seconds per side."""
+def whole(shape, repeats: int) -> dict[str, list[tuple[float, float]]]:
+    """Launch-to-exit (wall, CPU of the process tree) seconds per side."""
     from compare import WORKFLOW, handwritten_cmd, timed
 
-    times: dict[str, list[float]] = {side: [] for side in SIDES}
+    times: dict[str, list[tuple[float, float]]] = {side: [] for side in SIDES}
     with tempfile.TemporaryDirectory(prefix="bench-fusion-") as tmp:
         out = Path(tmp)
         fused = [sys.executable, "-m", "pipeline", "run", WORKFLOW, "--set",
@@ -107,9 +118,10 @@ def whole(shape, repeats: int) -> dict[str, list[float]]:
                 "hand-written": handwritten_cmd(shape, out)}
         for i in range(repeats):
             for side in SIDES[i % 3:] + SIDES[:i % 3]:
-                wall, _ = timed(cmds[side])
-                times[side].append(wall)
-                print(f"  whole {i + 1} {side:<13} {wall:6.2f} s", flush=True)
+                wall, cpu = timed(cmds[side])
+                times[side].append((wall, cpu))
+                print(f"  whole {i + 1} {side:<13} {wall:6.2f} s wall {cpu:6.2f} s CPU",
+                      flush=True)
     return times
 
 
@@ -124,23 +136,29 @@ def render(args, shape, warm_s, whole_s, loads) -> str:
              f"({args.size:g} MiB); {info['cores']} cores ({info['cpu']}), dask "
              f"{info['versions']['dask']}. Load average (1, 5, 15 min) before: {loads[0]}; "
              f"between: {loads[1]}; after: {loads[2]}. Medians of alternating runs "
-             "(min..max); ratio: median / hand-written's median.", "",
-             "| side | warm cluster, compute s | ratio | whole process s | ratio |",
-             "|---|---|---|---|---|"]
-    med = {k: {side: statistics.median(v[side]) for side in SIDES}
-           for k, v in (("warm", warm_s), ("whole", whole_s))}
+             "(min..max); ratio: median / hand-written's median. CPU: the workers' "
+             "(warm) or the process tree's (whole) CPU seconds, steadier than wall time on "
+             "a loaded host.", "",
+             "| side | warm: compute s | ratio | CPU s | ratio | whole process: s | ratio "
+             "| CPU s | ratio |", "|---|---|---|---|---|---|---|---|---|"]
+    med = {(k, i): {side: statistics.median(r[i] for r in runs[side]) for side in SIDES}
+           for k, runs in (("warm", warm_s), ("whole", whole_s)) for i in (0, 1)}
     for side in SIDES:
         cells = []
-        for key, times in (("warm", warm_s), ("whole", whole_s)):
-            runs = times[side]
-            cells += [f"{med[key][side]:.2f} ({min(runs):.2f}..{max(runs):.2f})",
-                      f"{med[key][side] / med[key]['hand-written']:.3f}"]
+        for key, runs in (("warm", warm_s), ("whole", whole_s)):
+            walls = [r[0] for r in runs[side]]
+            cells += [f"{med[key, 0][side]:.2f} ({min(walls):.2f}..{max(walls):.2f})",
+                      f"{med[key, 0][side] / med[key, 0]['hand-written']:.3f}",
+                      f"{med[key, 1][side]:.2f}",
+                      f"{med[key, 1][side] / med[key, 1]['hand-written']:.3f}"]
         lines.append(f"| {side} | " + " | ".join(cells) + " |")
-    lines += ["", f"Fused / `--no-fuse`: warm {med['warm']['fused'] / med['warm']['--no-fuse']:.3f},"
-                  f" whole process {med['whole']['fused'] / med['whole']['--no-fuse']:.3f}. "
-              "Both pipeline sides meter every task callable per stage (the report's "
-              "figures are exact in both); the warm side includes the pipeline's graph "
-              "preparation on the client (optimize, materialize, meter).", MARKS[1]]
+    ratio = {k: med[k]["fused"] / med[k]["--no-fuse"] for k in med}
+    lines += ["", f"Fused / `--no-fuse`: warm {ratio['warm', 0]:.3f} (CPU "
+                  f"{ratio['warm', 1]:.3f}), whole process {ratio['whole', 0]:.3f} (CPU "
+                  f"{ratio['whole', 1]:.3f}). Both pipeline sides meter every task callable "
+                  "per stage (the report's figures are exact in both); the warm side "
+                  "includes the pipeline's graph preparation on the client (optimize, "
+                  "materialize, meter).", MARKS[1]]
     return "\n".join(lines)
 
 
