@@ -246,7 +246,8 @@ class Lines:
             state = _state(st)
             before = self.seen.get(stage, "none" if state == "none" else "waiting")
             if state == "running" and before == "waiting":
-                out.append(f"{stage} started ({st['total']} tasks)")
+                out.append(f"{stage} started ({st['total']} task"
+                           f"{'' if st['total'] == 1 else 's'})")
             if st and st["erred"] > self.erred.get(stage, 0):
                 out.append(f"{st['erred']} task(s) of {stage} failed")
                 self.erred[stage] = st["erred"]
