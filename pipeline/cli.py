@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="print only errors and the summary")
     run.add_argument("--cache", metavar="DIR",
                      help="keep every stage's result in DIR and reuse it in later runs")
+    run.add_argument("--no-fuse", action="store_true",
+                     help="keep one task per stage per chunk (no low-level task fusion); "
+                          "per-stage figures are exact either way")
 
     validate = sub.add_parser("validate", help="check a workflow; print its stage DAG")
     workflow_args(validate)
@@ -143,8 +146,8 @@ def _run(args) -> int:
     result = api.run(_workflow(args), address=args.address,
                      dashboard_address=None if args.no_dashboard
                      else (args.dashboard_address or "keep"),
-                     progress=not args.quiet and sys.stdout.isatty(), cache=args.cache,
-                     echo=echo)
+                     progress=not args.quiet, cache=args.cache,
+                     fuse=False if args.no_fuse else None, echo=echo)
     doc = result.report
     for lost in doc.get("lost_workers", ()):
         gone = "left" if lost["graceful"] else "was lost"
