@@ -216,7 +216,8 @@ def _document(plan: Plan, backend: Backend, session, built: Built, computed: set
         m = stage_metrics[ps.id]
         if _touches_frame(built, ps):
             m.update(wall_s=None, compute_s=None)  # not separated: see _touches_frame
-        stages.append({"id": ps.id, "op": ps.info.name, "computed": ps.id in computed,
+        stages.append({"id": ps.id, "op": ps.info.name, "upstream": list(ps.upstream),
+                       "computed": ps.id in computed,
                        "cached": bool(cache and ps.id in cache.hits), **m,
                        **memory.peaks(m["start"], m["stop"]), "output": out})
     totals = {"wall_s": wall, **{k: sum(s[k] or 0 for s in stages)
