@@ -21,8 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def workflow_args(sp):
-        sp.add_argument("workflow", help="the workflow YAML file")
+    def workflow_args(sp, optional=False):
+        sp.add_argument("workflow", nargs="?" if optional else None,
+                        help="the workflow YAML file")
         sp.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="K=V", help="override a field (YAML value), repeatable")
         sp.add_argument("--backend", choices=("auto", "cpu", "gpu"))
@@ -42,10 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a workflow; print its stage DAG")
     workflow_args(validate)
 
-    advise = sub.add_parser("advise", help="per stage: is it worth a GPU?")
-    workflow_args(advise)
+    advise = sub.add_parser("advise", help="per stage: predicted compute; is it worth a GPU?")
+    workflow_args(advise, optional=True)
     advise.add_argument("--measure", action="store_true",
                         help="also time a sample chunk of each stage on the backends present")
+    advise.add_argument("--calibrate", action="store_true",
+                        help="first measure this host's CPU rates (a LocalCluster, ~10 s) "
+                             "and save them for later advice")
 
     bench = sub.add_parser("bench", help="time workloads: pipeline vs hand-written Dask vs "
                                          "NumPy/pandas (needs the source tree's benchmarks/)")
@@ -190,10 +194,18 @@ def _run(args) -> int:
 
 def _advise(args) -> int:
     from pipeline import advise, backends, runner
+    from pipeline.advise import calibrate, render, sample
 
+    if args.calibrate:
+        print(f"calibrated: {calibrate.save(calibrate.calibrate_here())}")
+    if args.workflow is None:
+        if not args.calibrate:
+            raise InputError("give a WORKFLOW, or --calibrate", where="advise")
+        return 0
     p = _load(args)
+    rates = calibrate.load()
     built = runner.build(p, backends.CPU, p.workflow.output_dir / ".advise")
-    estimates = advise.estimate(p, built)
+    estimates = advise.estimate(p, built, rates)
     measured = {}
     if args.measure:
         found = [backends.CPU]
@@ -202,8 +214,8 @@ def _advise(args) -> int:
             found.append(backends.GPU)
         for backend in found:
             sample_built = runner.build(p, backend, p.workflow.output_dir / ".advise")
-            measured[backend.name] = advise.measure(p, sample_built, backend)
-    print(advise.render(estimates, measured))
+            measured[backend.name] = sample.measure(p, sample_built, backend, estimates)
+    print(render.render(estimates, rates, measured))
     return 0
 
 
