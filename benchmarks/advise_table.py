@@ -55,15 +55,26 @@ def calibrate(builtin: bool):
     return rates
 
 
-def predict(name: str, rates) -> tuple[dict[str, float], dict[str, str]]:
+def predict(name: str, rates) -> dict:
+    """advise's prediction per stage, and what ``--measure`` costs: the CPU seconds of
+    this process while it samples (it runs on the synchronous scheduler, here)."""
     from pipeline import advise, backends, plan, runner, spec
+    from pipeline.advise import sample
 
-    wf = spec.load(ROOT / "workflows" / f"{name}.yaml", ["backend=cpu"])
-    p = plan.build(wf)
+    def load(extra=()):
+        again = plan.build(spec.load(ROOT / "workflows" / f"{name}.yaml",
+                                     ["backend=cpu", *extra]))
+        built = runner.build(again, backends.CPU, Path(tmp))
+        return again, built, advise.estimate(again, built, rates)
+
     with tempfile.TemporaryDirectory() as tmp:
-        built = runner.build(p, backends.CPU, Path(tmp))
-    estimates = advise.estimate(p, built, rates)
-    return {e.stage: e.compute_s for e in estimates}, {e.stage: e.op for e in estimates}
+        p, built, estimates = load()
+        t0 = time.process_time()  # what advise --measure adds to advise
+        plans, _ = sample.measure(p, built, backends.CPU, estimates, load)
+        measure_s = time.process_time() - t0
+    return {"stage_pred": {e.stage: e.compute_s for e in estimates},
+            "ops": {e.stage: e.op for e in estimates}, "measure_s": measure_s,
+            "sampled": len(plans)}
 
 
 def run(name: str, out: Path) -> dict:
@@ -105,13 +116,16 @@ def render(rows: list[dict], info: dict, loads: tuple[str, str], cmd: str,
              f"{info['memory_bytes'] / 2**30:.1f} GiB; load average {loads[0]} before, "
              f"{loads[1]} after. Rates: {rates_source}.", "",
              "| workflow | predicted compute s | measured CPU s | predicted / CPU | "
-             "measured compute s | predicted / compute | run wall s | load during |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+             "measured compute s | predicted / compute | run wall s | --measure CPU s "
+             "(of the run's CPU) | load during |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         cpu, compute = r["total"]
         lines.append(f"| `{r['name']}` | {r['predicted']:.1f} | {cpu:.1f} | "
                      f"{r['predicted'] / cpu:.2f} | {compute:.1f} | "
-                     f"{r['predicted'] / compute:.2f} | {r['wall']:.1f} | {r['load']} |")
+                     f"{r['predicted'] / compute:.2f} | {r['wall']:.1f} | "
+                     f"{r['measure_s']:.1f} ({r['measure_s'] / cpu:.0%}, "
+                     f"{r['sampled']} stages) | {r['load']} |")
     ratios = [r["predicted"] / r["total"][0] for r in rows]
     lines += ["", f"Predicted / measured CPU: {min(ratios):.2f} to {max(ratios):.2f} "
               f"({sum(0.5 <= x <= 2 for x in ratios)} of {len(ratios)} within 2x).", "",
@@ -149,12 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     for i, name in enumerate(names):
         if args.calibrate_each and i:
             rates = calibrate(False)
-        stage_pred, ops = predict(name, rates)
+        predicted = predict(name, rates)
         before = loadavg().split()[0]
         with tempfile.TemporaryDirectory(prefix=f"advise-{name}-") as tmp:
             measured = run(name, Path(tmp) / "run")
-        row = {"name": name, "predicted": sum(stage_pred.values()), "stage_pred": stage_pred,
-               "ops": ops, "load": f"{before} -> {loadavg().split()[0]}", **measured}
+        row = {"name": name, "predicted": sum(predicted["stage_pred"].values()),
+               "load": f"{before} -> {loadavg().split()[0]}", **predicted, **measured}
         rows.append(row)
         print(f"{name}: predicted {row['predicted']:.1f} s, measured CPU "
               f"{row['total'][0]:.1f} s, compute {row['total'][1]:.1f} s "

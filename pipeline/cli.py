@@ -124,16 +124,16 @@ def main(argv: list[str] | None = None) -> int:
         return 141
 
 
-def _load(args):
+def _load(args, extra=()):
     from pipeline import plan
 
-    return plan.build(_workflow(args))
+    return plan.build(_workflow(args, extra))
 
 
-def _workflow(args):
+def _workflow(args, extra=()):
     from pipeline import api
 
-    overrides = list(args.overrides)
+    overrides = [*args.overrides, *extra]
     if args.backend:
         overrides.append(f"backend={args.backend}")
     return api.load(args.workflow, overrides, output_dir=getattr(args, "output_dir", None))
@@ -213,8 +213,14 @@ def _advise(args) -> int:
         if not det.problem and not det.missing_libs:
             found.append(backends.GPU)
         for backend in found:
+            def rebuild(extra, backend=backend):
+                again = _load(args, extra)
+                rebuilt = runner.build(again, backend, again.workflow.output_dir / ".advise")
+                return again, rebuilt, advise.estimate(again, rebuilt, rates)
+
             sample_built = runner.build(p, backend, p.workflow.output_dir / ".advise")
-            measured[backend.name] = sample.measure(p, sample_built, backend, estimates)
+            measured[backend.name] = sample.measure(p, sample_built, backend, estimates,
+                                                    rebuild)
     print(render.render(estimates, rates, measured))
     return 0
 

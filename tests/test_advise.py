@@ -1,4 +1,5 @@
 import json
+import math
 import re
 import textwrap
 
@@ -163,6 +164,42 @@ def test_measure_samples_within_the_budget(tmp_path):
     for stage, plan_ in plans.items():
         assert plan_.share == 0.25  # one row chunk of four
         assert plan_.predicted_s == pytest.approx(whole[stage] * 0.25)
+        assert plan_.measured_s > 0
+    assert 2 * sum(x.predicted_s for x in plans.values()) <= budget
+
+
+def test_measure_cuts_the_sources_finer_to_stay_within_the_budget(tmp_path):
+    """A run of 4 big chunks: one chunk is a quarter of the run, so the samples come from
+    the workflow built again with the source's rows cut finer (a --set override)."""
+    stages = """
+    - {id: a, op: random, shape: [40000, 256], chunks: [10000, 256]}
+    - {id: s, op: rfft, input: a, axis: 1}
+    - {id: p, op: elementwise, inputs: {z: s}, expr: "real(z)**2 + imag(z)**2"}
+    - {id: w, op: write, input: p, path: p.npy}
+    """
+    rates = calibrate.load(calibrate.BUILTIN)
+    p, built = build(tmp_path, stages)
+    estimates = advise.estimate(p, built, rates)
+    asked = []
+
+    def rebuild(extra):
+        asked.extend(extra)
+        path = tmp_path / "wf.yaml"
+        again = plan.build(spec.load(path, extra))
+        rebuilt = runner.build(again, backends.CPU, tmp_path / "staging")
+        return again, rebuilt, advise.estimate(again, rebuilt, rates)
+
+    budget = sum(e.compute_s for e in estimates) / 10
+    plans, skipped = sample.measure(p, built, backends.CPU, estimates, rebuild, budget)
+    assert len(asked) == 1 and asked[0].startswith("stages.a.chunks=[")
+    rows = int(asked[0].split("[")[1].split(",")[0])
+    assert rows < 10000 and asked[0].endswith(",256]")
+    assert set(plans) == {"a", "s", "p"} and not skipped
+    whole = {e.stage: e.compute_s for e in estimates}
+    share = 1 / math.ceil(40000 / rows)  # one chunk of the finer source
+    for stage, plan_ in plans.items():
+        assert plan_.share == pytest.approx(share)
+        assert plan_.predicted_s == pytest.approx(whole[stage] * share)
         assert plan_.measured_s > 0
     assert 2 * sum(x.predicted_s for x in plans.values()) <= budget
 

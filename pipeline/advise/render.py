@@ -22,7 +22,7 @@ def render(estimates, rates, measured: dict | None = None) -> str:
         for plans, _ in measured.values():
             p = plans.get(e.stage)
             row += ["-", "-", "-"] if p is None else \
-                [f"{p.share:.0%}", f"{p.predicted_s:.2g}", f"{p.measured_s:.2g}"]
+                [f"{p.share:.1%}", f"{p.predicted_s:.2g}", f"{p.measured_s:.2g}"]
         rows.append(row)
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *rows]]

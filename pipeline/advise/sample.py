@@ -1,18 +1,22 @@
 """``advise --measure``: time a sample of each stage next to its prediction.
 
-A stage's sample is its first output chunk and what that chunk needs. Before anything
-runs, the prediction prices each sample (each upstream stage's estimate times the share
-of its tasks the sample needs): samples are taken in DAG order while all of them together,
-run twice (a warm-up, then timed), stay within :data:`BUDGET` of the whole run's
-predicted compute. A stage whose sample needs more (a reduction's first chunk needs its
-whole input) is left out and says so. Samples run on Dask's synchronous scheduler in
-this process; each task's CPU seconds (wall seconds on a GPU, after synchronizing) are
-attributed to its stage through the ``stage:<id>`` span it carries. Table stages are not
-sampled: dask-expr drops the span annotations that attribute tasks to stages.
+A stage's sample is its first output chunk and what that chunk needs. So that a sample
+is a small part of the run, the workflow is first built again with its chunked sources'
+first axis cut finer (``--set stages.<source>.chunks=[...]``), aiming at a chunk of
+:data:`CHUNK_SHARE` of the budget. Before anything runs, each sample is priced (each
+stage's estimate times the share of its tasks the sample needs) and samples are taken in
+DAG order while all of them together, run twice (a warm-up, then timed), stay within
+:data:`BUDGET` of the whole run's predicted compute. A stage whose sample needs more (a
+reduction over the chunked axis needs its whole input) is left out and says so. Samples
+run on Dask's synchronous scheduler in this process; each task's CPU seconds (wall
+seconds on a GPU, after synchronizing) are attributed to its stage through the
+``stage:<id>`` span it carries. Table stages are not sampled: dask-expr drops the span
+annotations that attribute tasks to stages.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -21,20 +25,42 @@ import dask.array as da
 
 BUDGET = 0.05  # of the predicted compute, both passes together
 MIN_BUDGET_S = 0.5  # small workflows may spend this much
+CHUNK_SHARE = 0.25  # of the budget: the cost of one chunk of the finer-cut sources
+CHUNKED_SOURCES = ("random", "read", "arange")  # sources with a 'chunks' parameter
 
 
 @dataclass
 class Sample:
-    share: float  # of the stage's tasks in the sample
-    predicted_s: float  # the stage's estimate x share
+    share: float  # of the stage's whole (predicted) compute
+    predicted_s: float  # the sample's share of the stage's estimate
     measured_s: float | None = None
 
 
-def plan_samples(built, estimates, budget_s: float | None = None):
+def budget(estimates) -> float:
+    return max(BUDGET * sum(e.compute_s for e in estimates), MIN_BUDGET_S)
+
+
+def finer_chunks(plan, built, estimates, budget_s: float) -> list[str]:
+    """``--set`` overrides cutting each chunked array source's first axis finer, so
+    that one chunk of the run costs about :data:`CHUNK_SHARE` of the budget."""
+    total = sum(e.compute_s for e in estimates)
+    pieces = total / (CHUNK_SHARE * budget_s)  # chunks the run should have
+    out = []
+    for ps in plan.stages:
+        value = built.values.get(ps.id)
+        if ps.info.name not in CHUNKED_SOURCES or not isinstance(value, da.Array) \
+                or not value.ndim or value.npartitions >= pieces:
+            continue
+        split = math.ceil(pieces / value.npartitions)
+        first = max(1, math.ceil(value.chunks[0][0] / split))
+        chunks = [first, *(c[0] for c in value.chunks[1:])]
+        out.append(f"stages.{ps.id}.chunks=[{','.join(map(str, chunks))}]")
+    return out
+
+
+def plan_samples(built, estimates, budget_s: float):
     """``(samples to run, {stage: Sample}, {stage: reason left out})``."""
     predicted = {e.stage: e.compute_s for e in estimates}
-    budget = max(BUDGET * sum(predicted.values()), MIN_BUDGET_S) \
-        if budget_s is None else budget_s
     total = Counter(_stage_of_keys(list(built.values.values())).values())
     chosen, keys, skipped = [], {}, {}
     for stage, value in built.values.items():
@@ -43,11 +69,10 @@ def plan_samples(built, estimates, budget_s: float | None = None):
             continue
         sample = _first_chunk(value)
         union = {**keys, **_stage_of_keys([sample])}
-        cost = _cost(union, total, predicted)
-        if 2 * cost > budget:  # a warm-up pass and a timed one
+        if 2 * _cost(union, total, predicted) > budget_s:  # a warm-up pass, a timed one
             need = Counter(union.values())[stage] / max(total[stage], 1)
-            skipped[stage] = (f"its sample needs {need:.0%} of its tasks and upstream work "
-                              f"beyond the budget ({budget:.2g} s)")
+            skipped[stage] = (f"its first chunk needs {need:.0%} of its tasks, and with "
+                              f"its inputs more than the budget ({budget_s:.2g} s)")
             continue
         chosen.append(sample)
         keys = union
@@ -62,12 +87,36 @@ def _cost(keys: dict, total: Counter, predicted: dict) -> float:
     return sum(predicted.get(s, 0.0) * n / total[s] for s, n in counts.items() if total[s])
 
 
-def measure(plan, built, backend, estimates, budget_s: float | None = None):
-    """Run the samples on ``backend``: ``({stage: Sample}, {stage: reason left out})``."""
+def measure(plan, built, backend, estimates, rebuild=None, budget_s: float | None = None):
+    """Run the samples on ``backend``: ``({stage: Sample}, {stage: reason left out})``.
+
+    ``rebuild(overrides) -> (plan, built, estimates)``: the workflow built again with
+    more ``--set`` overrides, for :func:`finer_chunks`; without it the run's own chunks
+    are sampled. Shares and predictions are relative to ``estimates`` (the run's).
+    """
     import dask
-    from dask.callbacks import Callback
 
     from pipeline.runner import COMPUTE_CONFIG
+
+    budget_s = budget(estimates) if budget_s is None else budget_s
+    whole = {e.stage: e.compute_s for e in estimates}
+    finer = finer_chunks(plan, built, estimates, budget_s) if rebuild else []
+    if finer:
+        plan, built, estimates = rebuild(finer)
+    with dask.config.set({**backend.dask_config, **COMPUTE_CONFIG, "scheduler": "sync"}):
+        samples, plans, skipped = plan_samples(built, estimates, budget_s)
+        measured = _timed(samples, backend)
+    for stage, p in plans.items():
+        p.measured_s = measured.get(stage, 0.0)
+        p.share = p.predicted_s / whole[stage] if whole.get(stage) else p.share
+    return plans, skipped
+
+
+def _timed(samples: list, backend) -> dict[str, float]:
+    """Seconds per stage of computing ``samples`` (after one untimed warm-up: imports,
+    FFT plans, kernel compilation)."""
+    import dask
+    from dask.callbacks import Callback
 
     xp = backend.xp
     gpu = hasattr(xp, "cuda")
@@ -83,21 +132,18 @@ def measure(plan, built, backend, estimates, budget_s: float | None = None):
             sync()  # a task ends when its kernels do
             spent[key] = clock() - spent[key]
 
-    with dask.config.set({**backend.dask_config, **COMPUTE_CONFIG, "scheduler": "sync"}):
-        samples, plans, skipped = plan_samples(built, estimates, budget_s)
-        owner = _stage_of_keys(samples)
-        if samples:
-            dask.compute(*samples)  # warm-up: imports, FFT plans, kernel compilation
-            with Timer():
-                dask.compute(*samples)
-    measured: dict[str, float] = {}
+    if not samples:
+        return {}
+    owner = _stage_of_keys(samples)
+    dask.compute(*samples)
+    with Timer():
+        dask.compute(*samples)
+    out: dict[str, float] = {}
     for key, seconds in spent.items():
         stage = owner.get(key)
         if stage:
-            measured[stage] = measured.get(stage, 0.0) + seconds
-    for stage, p in plans.items():
-        p.measured_s = measured.get(stage, 0.0)
-    return plans, skipped
+            out[stage] = out.get(stage, 0.0) + seconds
+    return out
 
 
 def _stage_of_keys(collections) -> dict:
