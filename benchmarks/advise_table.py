@@ -56,25 +56,22 @@ def calibrate(builtin: bool):
 
 
 def predict(name: str, rates) -> dict:
-    """advise's prediction per stage, and what ``--measure`` costs: the CPU seconds of
-    this process while it samples (it runs on the synchronous scheduler, here)."""
-    from pipeline import advise, backends, plan, runner, spec
-    from pipeline.advise import sample
+    """advise's prediction per stage, and what ``advise --measure`` adds to it: the CPU
+    seconds of this process while it samples (on the synchronous scheduler, here)."""
+    from pipeline import advise, plan, spec
 
     def load(extra=()):
-        again = plan.build(spec.load(ROOT / "workflows" / f"{name}.yaml",
-                                     ["backend=cpu", *extra]))
-        built = runner.build(again, backends.CPU, Path(tmp))
-        return again, built, advise.estimate(again, built, rates)
+        return plan.build(spec.load(ROOT / "workflows" / f"{name}.yaml",
+                                    ["backend=cpu", *extra], output_dir=tmp))
 
     with tempfile.TemporaryDirectory() as tmp:
-        p, built, estimates = load()
-        t0 = time.process_time()  # what advise --measure adds to advise
-        plans, _ = sample.measure(p, built, backends.CPU, estimates, load)
+        estimates, _ = advise.run(load, rates=rates)
+        t0 = time.process_time()
+        _, measured = advise.run(load, measure=True, rates=rates)
         measure_s = time.process_time() - t0
     return {"stage_pred": {e.stage: e.compute_s for e in estimates},
             "ops": {e.stage: e.op for e in estimates}, "measure_s": measure_s,
-            "sampled": len(plans)}
+            "sampled": len(measured["cpu"][0])}
 
 
 def run(name: str, out: Path) -> dict:

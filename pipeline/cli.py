@@ -193,8 +193,8 @@ def _run(args) -> int:
 
 
 def _advise(args) -> int:
-    from pipeline import advise, backends, runner
-    from pipeline.advise import calibrate, render, sample
+    from pipeline import advise
+    from pipeline.advise import calibrate, render
 
     if args.calibrate:
         print(f"calibrated: {calibrate.save(calibrate.calibrate_here())}")
@@ -202,25 +202,9 @@ def _advise(args) -> int:
         if not args.calibrate:
             raise InputError("give a WORKFLOW, or --calibrate", where="advise")
         return 0
-    p = _load(args)
     rates = calibrate.load()
-    built = runner.build(p, backends.CPU, p.workflow.output_dir / ".advise")
-    estimates = advise.estimate(p, built, rates)
-    measured = {}
-    if args.measure:
-        found = [backends.CPU]
-        det = backends.detect()
-        if not det.problem and not det.missing_libs:
-            found.append(backends.GPU)
-        for backend in found:
-            def rebuild(extra, backend=backend):
-                again = _load(args, extra)
-                rebuilt = runner.build(again, backend, again.workflow.output_dir / ".advise")
-                return again, rebuilt, advise.estimate(again, rebuilt, rates)
-
-            sample_built = runner.build(p, backend, p.workflow.output_dir / ".advise")
-            measured[backend.name] = sample.measure(p, sample_built, backend, estimates,
-                                                    rebuild)
+    estimates, measured = advise.run(lambda extra=(): _load(args, extra),
+                                     measure=args.measure, rates=rates)
     print(render.render(estimates, rates, measured))
     return 0
 

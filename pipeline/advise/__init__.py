@@ -103,6 +103,39 @@ def estimate(plan, built, rates: Rates) -> list[Estimate]:
     return out
 
 
+def run(load, *, measure: bool = False, rates: Rates | None = None):
+    """Estimate the workflow that ``load(overrides=())`` plans and, with ``measure``,
+    sample it on each backend present: ``(estimates, {backend: (samples, left out)})``.
+
+    ``load`` takes extra ``--set`` overrides (the samples' finer chunks) and returns a
+    :class:`pipeline.plan.Plan`; ``rates``: this host's (:func:`calibrate.load`) if not
+    given. Nothing is computed without ``measure``.
+    """
+    from pipeline import backends, runner
+    from pipeline.advise import calibrate, sample
+
+    rates = rates or calibrate.load()
+
+    def built(backend, extra=()):
+        p = load(extra)
+        b = runner.build(p, backend, p.workflow.output_dir / ".advise")
+        return p, b, estimate(p, b, rates)
+
+    p, b, estimates = built(backends.CPU)
+    measured = {}
+    if measure:
+        found = [backends.CPU]
+        det = backends.detect()
+        if not det.problem and not det.missing_libs:
+            found.append(backends.GPU)
+        for backend in found:
+            again = built(backend) if backend is not backends.CPU else (p, b, estimates)
+            measured[backend.name] = sample.measure(
+                *again[:2], backend, estimates,
+                lambda extra, backend=backend: built(backend, extra))
+    return estimates, measured
+
+
 def _judge(e: Estimate) -> None:
     from pipeline.report import human_bytes
 
