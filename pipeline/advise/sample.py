@@ -1,23 +1,24 @@
 """``advise --measure``: time a sample of each stage next to its prediction.
 
-A stage's sample is its first output chunk and what that chunk needs. So that a sample
-is a small part of the run, the workflow is first built again with its chunked sources'
-first axis cut finer (``--set stages.<source>.chunks=[...]``), aiming at a chunk of
-:data:`CHUNK_SHARE` of the budget. Before anything runs, each sample is priced (each
-stage's estimate times the share of its tasks the sample needs) and samples are taken in
-DAG order while all of them together, run twice (a warm-up, then timed), stay within
-:data:`BUDGET` of the whole run's predicted compute. A stage whose sample needs more (a
-reduction over the chunked axis needs its whole input) is left out and says so. Samples
-run on Dask's synchronous scheduler in this process; each task's CPU seconds (wall
-seconds on a GPU, after synchronizing) are attributed to its stage through the
-``stage:<id>`` span it carries. Table stages are not sampled: dask-expr drops the span
-annotations that attribute tasks to stages.
+A stage's sample is its first output chunk and the tasks that chunk needs. So that a
+sample is a small part of the run, the workflow is first built again with its large
+chunked sources' first axis cut finer (``--set stages.<source>.chunks=[...]``), aiming
+at one chunk of :data:`CHUNK_SHARE` of the budget. The graph is optimized once; each
+sample is priced before anything runs (each stage's estimate times the share of its
+tasks the sample needs) and samples are taken in DAG order while all of them together,
+run twice (a warm-up, then timed), stay within :data:`BUDGET` of the whole run's
+predicted compute. A stage whose sample needs more (a reduction over the chunked axis
+needs its whole input) is left out and says so. The chosen tasks run on Dask's
+synchronous scheduler in this process; each task's CPU seconds (wall seconds on a GPU,
+after synchronizing) count for the stage whose ``stage:<id>`` span it carries. Table
+stages are not sampled: dask-expr drops the span annotations that attribute tasks.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ BUDGET = 0.05  # of the predicted compute, both passes together
 MIN_BUDGET_S = 0.5  # small workflows may spend this much
 CHUNK_SHARE = 0.25  # of the budget: the cost of one chunk of the finer-cut sources
 CHUNKED_SOURCES = ("random", "read", "arange")  # sources with a 'chunks' parameter
+LARGE_SOURCE = 0.1  # sources this large, against the largest, are cut finer
 
 
 @dataclass
@@ -41,50 +43,84 @@ def budget(estimates) -> float:
 
 
 def finer_chunks(plan, built, estimates, budget_s: float) -> list[str]:
-    """``--set`` overrides cutting each chunked array source's first axis finer, so
-    that one chunk of the run costs about :data:`CHUNK_SHARE` of the budget."""
-    total = sum(e.compute_s for e in estimates)
-    pieces = total / (CHUNK_SHARE * budget_s)  # chunks the run should have
+    """``--set`` overrides cutting the large chunked array sources' first axis by one
+    common factor (sources that meet keep aligned chunks), so that one chunk of the run
+    costs about :data:`CHUNK_SHARE` of the budget."""
+    sources = {ps.id: built.values[ps.id] for ps in plan.stages
+               if ps.info.name in CHUNKED_SOURCES
+               and isinstance(built.values.get(ps.id), da.Array)
+               and built.values[ps.id].ndim and not math.isnan(built.values[ps.id].size)}
+    if not sources:
+        return []
+    largest = max(v.size for v in sources.values())
+    large = {sid: v for sid, v in sources.items() if v.size >= LARGE_SOURCE * largest}
+    pieces = sum(e.compute_s for e in estimates) / (CHUNK_SHARE * budget_s)
+    factor = math.ceil(pieces / max(v.npartitions for v in large.values()))
+    if factor <= 1:
+        return []
     out = []
-    for ps in plan.stages:
-        value = built.values.get(ps.id)
-        if ps.info.name not in CHUNKED_SOURCES or not isinstance(value, da.Array) \
-                or not value.ndim or value.npartitions >= pieces:
-            continue
-        split = math.ceil(pieces / value.npartitions)
-        first = max(1, math.ceil(value.chunks[0][0] / split))
-        chunks = [first, *(c[0] for c in value.chunks[1:])]
-        out.append(f"stages.{ps.id}.chunks=[{','.join(map(str, chunks))}]")
+    for sid, v in large.items():
+        chunks = [max(1, math.ceil(v.chunks[0][0] / factor)), *(c[0] for c in v.chunks[1:])]
+        out.append(f"stages.{sid}.chunks=[{','.join(map(str, chunks))}]")
     return out
 
 
-def plan_samples(built, estimates, budget_s: float):
-    """``(samples to run, {stage: Sample}, {stage: reason left out})``."""
+class Graph:
+    """The optimized graph of a build's arrays: tasks, their stages, their inputs."""
+
+    def __init__(self, built):
+        from dask.base import collections_to_expr
+
+        self.arrays = {s: v for s, v in built.values.items() if isinstance(v, da.Array)}
+        expr = collections_to_expr(list(self.arrays.values())).optimize()
+        self.dsk = dict(expr.__dask_graph__())
+        self.owner = {}
+        for key, annotation in expr.__dask_annotations__().get("span", {}).items():
+            name = annotation["name"][-1]
+            if name.startswith("stage:"):
+                self.owner[key] = name.removeprefix("stage:")
+        self.total = Counter(self.owner.values())
+
+    def needs(self, key) -> set:
+        """``key`` and every task it depends on."""
+        from dask.core import get_dependencies
+
+        seen, todo = set(), [key]
+        while todo:
+            k = todo.pop()
+            if k not in seen and k in self.dsk:
+                seen.add(k)
+                todo.extend(get_dependencies(self.dsk, k))
+        return seen
+
+
+def plan_samples(graph: Graph, estimates, budget_s: float):
+    """``(keys to compute, {stage: Sample}, {stage: reason left out})``."""
     predicted = {e.stage: e.compute_s for e in estimates}
-    total = Counter(_stage_of_keys(list(built.values.values())).values())
-    chosen, keys, skipped = [], {}, {}
-    for stage, value in built.values.items():
-        if not isinstance(value, da.Array):
-            skipped[stage] = "table stages are not sampled (no stage labels on their tasks)"
+
+    def cost(keys) -> float:
+        counts = Counter(graph.owner.get(k) for k in keys)
+        return sum(predicted.get(s, 0.0) * n / graph.total[s]
+                   for s, n in counts.items() if s and graph.total[s])
+
+    chosen, keys, skipped = [], set(), {}
+    for stage in predicted:
+        value = graph.arrays.get(stage)
+        if value is None:  # a sink, or a table stage
             continue
-        sample = _first_chunk(value)
-        union = {**keys, **_stage_of_keys([sample])}
-        if 2 * _cost(union, total, predicted) > budget_s:  # a warm-up pass, a timed one
-            need = Counter(union.values())[stage] / max(total[stage], 1)
+        first = _first_key(value)
+        union = keys | graph.needs(first)
+        if 2 * cost(union) > budget_s:  # a warm-up pass, a timed one
+            need = sum(graph.owner.get(k) == stage for k in union) / max(graph.total[stage], 1)
             skipped[stage] = (f"its first chunk needs {need:.0%} of its tasks, and with "
                               f"its inputs more than the budget ({budget_s:.2g} s)")
             continue
-        chosen.append(sample)
+        chosen.append(first)
         keys = union
-    counts = Counter(keys.values())
-    plans = {s: Sample(counts[s] / total[s], predicted.get(s, 0.0) * counts[s] / total[s])
-             for s in counts if total[s]}
-    return chosen, plans, skipped
-
-
-def _cost(keys: dict, total: Counter, predicted: dict) -> float:
-    counts = Counter(keys.values())
-    return sum(predicted.get(s, 0.0) * n / total[s] for s, n in counts.items() if total[s])
+    counts = Counter(graph.owner.get(k) for k in keys)
+    plans = {s: Sample(n / graph.total[s], predicted.get(s, 0.0) * n / graph.total[s])
+             for s, n in counts.items() if s and graph.total[s]}
+    return chosen, keys, plans, skipped
 
 
 def measure(plan, built, backend, estimates, rebuild=None, budget_s: float | None = None):
@@ -102,22 +138,30 @@ def measure(plan, built, backend, estimates, rebuild=None, budget_s: float | Non
     whole = {e.stage: e.compute_s for e in estimates}
     finer = finer_chunks(plan, built, estimates, budget_s) if rebuild else []
     if finer:
-        plan, built, estimates = rebuild(finer)
-    with dask.config.set({**backend.dask_config, **COMPUTE_CONFIG, "scheduler": "sync"}):
-        samples, plans, skipped = plan_samples(built, estimates, budget_s)
-        measured = _timed(samples, backend)
+        with warnings.catch_warnings():  # finer sources meeting coarse ones: expected
+            warnings.simplefilter("ignore", da.PerformanceWarning)
+            plan, built, estimates = rebuild(finer)
+    with dask.config.set({**backend.dask_config, **COMPUTE_CONFIG}):
+        graph = Graph(built)
+        chosen, keys, plans, skipped = plan_samples(graph, estimates, budget_s)
+        measured = _timed(graph, chosen, keys, backend)
+    for stage, value in built.values.items():
+        if stage in whole and not isinstance(value, da.Array) and value is not None:
+            skipped[stage] = "table stages are not sampled (no stage labels on their tasks)"
     for stage, p in plans.items():
         p.measured_s = measured.get(stage, 0.0)
         p.share = p.predicted_s / whole[stage] if whole.get(stage) else p.share
     return plans, skipped
 
 
-def _timed(samples: list, backend) -> dict[str, float]:
-    """Seconds per stage of computing ``samples`` (after one untimed warm-up: imports,
+def _timed(graph: Graph, chosen: list, keys: set, backend) -> dict[str, float]:
+    """Seconds per stage of computing ``chosen`` (after one untimed warm-up: imports,
     FFT plans, kernel compilation)."""
-    import dask
     from dask.callbacks import Callback
+    from dask.local import get_sync
 
+    if not chosen:
+        return {}
     xp = backend.xp
     gpu = hasattr(xp, "cuda")
     clock = time.perf_counter if gpu else time.thread_time  # GPU kernels are async
@@ -132,34 +176,20 @@ def _timed(samples: list, backend) -> dict[str, float]:
             sync()  # a task ends when its kernels do
             spent[key] = clock() - spent[key]
 
-    if not samples:
-        return {}
-    owner = _stage_of_keys(samples)
-    dask.compute(*samples)
+    culled = {k: graph.dsk[k] for k in keys}
+    get_sync(culled, chosen)
     with Timer():
-        dask.compute(*samples)
+        get_sync(culled, chosen)
     out: dict[str, float] = {}
     for key, seconds in spent.items():
-        stage = owner.get(key)
+        stage = graph.owner.get(key)
         if stage:
             out[stage] = out.get(stage, 0.0) + seconds
     return out
 
 
-def _stage_of_keys(collections) -> dict:
-    """Task key -> stage id, from the ``stage:<id>`` span each task carries."""
-    from dask.base import collections_to_expr
-
-    if not collections:
-        return {}
-    spans = collections_to_expr(collections).optimize().__dask_annotations__().get("span", {})
-    out = {}
-    for key, annotation in spans.items():
-        name = annotation["name"][-1]
-        if name.startswith("stage:"):
-            out[key] = name.removeprefix("stage:")
-    return out
-
-
-def _first_chunk(value: da.Array):
-    return value.blocks[(0,) * value.ndim] if value.ndim else value
+def _first_key(value: da.Array):
+    keys = value.__dask_keys__()
+    while isinstance(keys, list):
+        keys = keys[0]
+    return keys
