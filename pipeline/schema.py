@@ -19,7 +19,7 @@ from pipeline import spec
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 _AUTO_OR_COUNT = {"anyOf": [{"const": "auto"}, {"type": "integer", "minimum": 1}]}
-_SIZE = {"anyOf": [{"type": "string"}, {"type": "number", "exclusiveMinimum": 0}]}
+_SIZE = {"anyOf": [{"type": "string"}, {"type": "number", "minimum": 0}]}
 # cluster: key -> (schema, description); README.md documents the same keys.
 CLUSTER: dict[str, tuple[dict, str]] = {
     "address": ({"type": ["string", "null"]},
@@ -27,17 +27,21 @@ CLUSTER: dict[str, tuple[dict, str]] = {
                 "local one"),
     "n_workers": (_AUTO_OR_COUNT, "workers of a local cluster; auto: one per GPU (gpu) "
                                   "or per core (cpu)"),
-    "threads_per_worker": (_AUTO_OR_COUNT, "auto: 1 per CPU worker, 2 per GPU worker"),
-    "memory_limit": (_SIZE, "host memory per worker: auto, '4GB', bytes, or a fraction "
-                            "of the host's memory"),
-    "device_memory_limit": (_SIZE, "gpu: spill device -> host memory above this (auto, "
-                                   "'20GB' or a fraction)"),
-    "rmm_pool_size": ({"anyOf": [_SIZE, {"type": "null"}]},
-                      "gpu: pre-allocate an RMM pool of this size ('20GB' or 0.8); null: "
-                      "none"),
+    "threads_per_worker": (_AUTO_OR_COUNT, "auto: 1 (a GPU worker's device work is on "
+                                           "one CUDA stream)"),
+    "memory_limit": ({"anyOf": [_SIZE, {"type": "null"}]},
+                     "host memory per worker: auto, '8GB', a fraction of the host's "
+                     "memory like 0.5, or 0 / null (no limit)"),
+    "device_memory_limit": (_SIZE, "gpu: spill device -> host memory above this: auto "
+                                   "(80% of the GPU), a fraction, '20GB', or 0 (never)"),
+    "rmm_pool_size": ({"anyOf": [{"type": "string"}, {"type": "number", "exclusiveMinimum": 0},
+                                 {"type": "null"}]},
+                      "gpu: each worker's RMM pool, which CuPy allocates from ('20GB' or "
+                      "0.8); null: none"),
     "protocol": ({"enum": list(spec.PROTOCOLS)}, "tcp, or ucx between GPU workers"),
     "dashboard_address": ({"type": ["string", "null"]},
                           "where the dashboard listens; null turns it off"),
+    "enable_cudf_spill": ({"type": "boolean"}, "gpu: cuDF's own spilling (needs cuDF)"),
     "security": ({"anyOf": [{"type": "null"}, {
         "type": "object", "additionalProperties": False,
         "properties": {**{k: {"type": "string"} for k in spec.SECURITY_FILES},

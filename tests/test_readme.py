@@ -55,13 +55,14 @@ def test_every_command_and_option_is_in_the_readme():
 
 
 def test_every_cluster_key_is_documented_with_its_default():
+    from pipeline.optext import yaml_value
     from pipeline.spec import CLUSTER_DEFAULTS
 
     table = section("Cluster settings")
     rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|", table, re.M))
     assert set(rows) == set(CLUSTER_DEFAULTS)
     for key, default in CLUSTER_DEFAULTS.items():
-        assert rows[key].strip() == ("null" if default is None else str(default)), key
+        assert rows[key].strip() == yaml_value(default), key
 
 
 def test_every_shipped_workflow_is_in_the_workflow_table():

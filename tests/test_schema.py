@@ -75,6 +75,8 @@ BAD = {
     "zero workers": ("cluster.n_workers", 0),
     "unknown protocol": ("cluster.protocol", "udp"),
     "unknown security key": ("cluster.security", {"tls_key": "k.pem"}),
+    "a negative memory limit": ("cluster.memory_limit", -1),
+    "a string for a boolean": ("cluster.enable_cudf_spill", "yes"),
 }
 
 
