@@ -204,6 +204,19 @@ def test_measure_cuts_the_sources_finer_to_stay_within_the_budget(tmp_path):
     assert 2 * sum(x.predicted_s for x in plans.values()) <= budget
 
 
+def test_measure_of_a_tables_only_workflow_says_tables_are_not_sampled(tmp_path):
+    p, built = build(tmp_path, """
+    - {id: t, op: random_table, rows: 1000, partitions: 2, seed: 0,
+       columns: {k: {keys: 10}, x: {distribution: normal}}}
+    - {id: g, op: groupby, input: t, by: k, agg: {x: [mean]}}
+    - {id: w, op: write, input: g, path: g.parquet}
+    """)
+    estimates = advise.estimate(p, built, RATES)
+    plans, skipped = sample.measure(p, built, backends.CPU, estimates)
+    assert plans == {} and set(skipped) == {"t", "g"}
+    assert all("table stages are not sampled" in why for why in skipped.values())
+
+
 def test_calibration_measures_every_kernel_and_round_trips(tmp_path, session, monkeypatch):
     monkeypatch.setattr(calibrate, "N", 1 << 16)  # small and quick: only the plumbing
     monkeypatch.setattr(calibrate, "ROWS", 1 << 12)

@@ -72,9 +72,12 @@ class Graph:
         from dask.base import collections_to_expr
 
         self.arrays = {s: v for s, v in built.values.items() if isinstance(v, da.Array)}
+        self.dsk, self.owner = {}, {}
+        if not self.arrays:  # a tables-only workflow
+            self.total = Counter()
+            return
         expr = collections_to_expr(list(self.arrays.values())).optimize()
         self.dsk = dict(expr.__dask_graph__())
-        self.owner = {}
         for key, annotation in expr.__dask_annotations__().get("span", {}).items():
             name = annotation["name"][-1]
             if name.startswith("stage:"):
