@@ -100,11 +100,15 @@ class Graph:
 def plan_samples(graph: Graph, estimates, budget_s: float):
     """``(keys to compute, {stage: Sample}, {stage: reason left out})``."""
     predicted = {e.stage: e.compute_s for e in estimates}
+    run = sum(predicted.values())
 
     def cost(keys) -> float:
+        """The stages' shares of their estimates; or, where more, the run's estimate by
+        the share of all tasks (a stage's work labelled as another's is still paid)."""
         counts = Counter(graph.owner.get(k) for k in keys)
-        return sum(predicted.get(s, 0.0) * n / graph.total[s]
-                   for s, n in counts.items() if s and graph.total[s])
+        shares = sum(predicted.get(s, 0.0) * n / graph.total[s]
+                     for s, n in counts.items() if s and graph.total[s])
+        return max(shares, run * len(keys) / max(len(graph.dsk), 1))
 
     chosen, keys, skipped = [], set(), {}
     for stage in predicted:
@@ -149,7 +153,7 @@ def measure(plan, built, backend, estimates, rebuild=None, budget_s: float | Non
         chosen, keys, plans, skipped = plan_samples(graph, estimates, budget_s)
         measured = _timed(graph, chosen, keys, backend)
     for stage, value in built.values.items():
-        if stage in whole and not isinstance(value, da.Array) and value is not None:
+        if stage in whole and hasattr(value, "columns") and not isinstance(value, da.Array):
             skipped[stage] = "table stages are not sampled (no stage labels on their tasks)"
     for stage, p in plans.items():
         p.measured_s = measured.get(stage, 0.0)
