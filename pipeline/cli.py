@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     advise.add_argument("--measure", action="store_true",
                         help="also time a sample chunk of each stage on the backends present")
     advise.add_argument("--calibrate", action="store_true",
-                        help="first measure this host's CPU rates (a LocalCluster, ~10 s) "
+                        help="first measure this host's CPU rates (a LocalCluster, 10-20 s) "
                              "and save them for later advice")
 
     bench = sub.add_parser("bench", help="time workloads: pipeline vs hand-written Dask vs "
