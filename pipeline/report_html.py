@@ -41,13 +41,16 @@ pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; }
 """
 
 
-def write(path: Path, doc: dict) -> None:
-    """Write ``report.html`` for the report document ``doc``, atomically."""
-    write_atomic(path, render(doc))
+def write(path: Path, doc: dict, files: dict | None = None) -> None:
+    """Write ``report.html`` for the report document ``doc``, atomically.
+
+    ``files``: where to read outputs named in ``doc`` (final path -> the staged file,
+    before the outputs are moved into place)."""
+    write_atomic(path, render(doc, files))
 
 
-def render(doc: dict) -> str:
-    """The page for ``doc`` (a ``report.json`` document)."""
+def render(doc: dict, files: dict | None = None) -> str:
+    """The page for ``doc`` (a ``report.json`` document); ``files`` as for :func:`write`."""
     wf = doc["workflow"]
     title = f"{wf['name']}: run report"
     stages = doc["stages"]
@@ -71,7 +74,7 @@ def render(doc: dict) -> str:
         "<h2>Stages</h2>",
         _stage_table(stages, doc["totals"]),
         _outputs(doc.get("outputs", [])),
-        _plots(doc.get("outputs", [])),
+        _plots(doc.get("outputs", []), files or {}),
         _notes(doc),
         "<h2>Cluster</h2>",
         _dl(_cluster_items(doc.get("cluster", {}))),
@@ -272,18 +275,20 @@ def _outputs(files: list[dict]) -> str:
     return f"<h2>Outputs</h2><ul id=\"outputs\">{items}</ul>"
 
 
-def _plots(files: list[dict]) -> str:
+def _plots(outputs: list[dict], files: dict) -> str:
     """The run's PNG outputs, embedded, so the page shows them wherever it is opened."""
     figures = []
-    for f in files:
-        path = Path(f["path"])
-        if path.suffix.lower() != ".png":
-            continue
+    for f in outputs:
+        name = Path(f["path"]).name
+        staged = files.get(f["path"], f["path"])
+        if not name.lower().endswith(".png") or not isinstance(staged, (str, Path)):
+            continue  # not a plot, or one on remote storage: linked from outputs only
+        path = Path(staged)
         try:
             data = path.read_bytes() if path.stat().st_size <= EMBED_MAX_BYTES else None
         except OSError:
             continue  # moved or deleted since the run: the outputs list still names it
-        name = _e(path.name)
+        name = _e(name)
         img = (f'<img alt="{name}" src="data:image/png;base64,'
                f'{base64.b64encode(data).decode()}">' if data is not None else
                f'<a href="{name}">{name}</a> (too large to embed)')

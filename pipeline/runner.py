@@ -177,7 +177,8 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
             doc = _document(plan, backend, session, built, computed, rows, stage_metrics,
                             memory, watch, started, t0, files, cache)
             report.write_json(staging / "report.json", doc)
-            report_html.write(staging / "report.html", doc)
+            report_html.write(staging / "report.html", doc,  # plots: read where staged
+                              {str(final): staged for staged, final in built.outputs})
         finally:
             perf.wait()
         _move_outputs(built.outputs)

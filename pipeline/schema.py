@@ -56,6 +56,8 @@ STAGE_KEYS: dict[str, dict] = {
     "id": {"type": "string", "pattern": spec.ID_RE.pattern,
            "description": "unique; later stages name it in input / inputs"},
     "op": {"type": "string", "description": "python -m pipeline ops lists them"},
+    "cache": {"type": "boolean",
+              "description": "reuse the stage's result across runs (true), or never (false)"},
 }
 INPUTS: dict[str, dict] = {
     "input": {"input": {"type": "string", "description": "the id of the input stage"}},

@@ -230,6 +230,12 @@ def test_png_outputs_are_embedded(tmp_path):
                          r'src="data:image/png;base64,([^"]+)"', page)
     assert [name for name, _ in figures] == ["plot.png"]
     assert base64.b64decode(figures[0][1]) == png.read_bytes()
+    # written before the outputs move into place: the staged file is read, not an older
+    # run's file of the same name
+    staged = solid_png(tmp_path / "staged.png", (0, 200, 0))
+    page = report_html.render(doc, {str(png): staged})
+    embedded = re.search(r'data-file="plot.png"><img [^>]*base64,([^"]+)"', page).group(1)
+    assert base64.b64decode(embedded) == staged.read_bytes()
 
 
 def test_a_real_run_report(address, tmp_path):

@@ -77,6 +77,7 @@ BAD = {
     "unknown security key": ("cluster.security", {"tls_key": "k.pem"}),
     "a negative memory limit": ("cluster.memory_limit", -1),
     "a string for a boolean": ("cluster.enable_cudf_spill", "yes"),
+    "cache not true or false": ("stages.0.cache", "yes"),
 }
 
 
@@ -96,6 +97,7 @@ GOOD = {
     "cluster settings": ("cluster", {"n_workers": 2, "threads_per_worker": "auto",
                                      "memory_limit": "2GB", "dashboard_address": None}),
     "a number where a float is taken": ("stages.0.loc", 3),
+    "a cached stage": ("stages.0.cache", True),
 }
 
 

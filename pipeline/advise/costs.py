@@ -353,6 +353,15 @@ def _shape_of(nested) -> tuple[int, ...]:
     return tuple(shape) or (1,)
 
 
+@cost("map_blocks", "map_partitions")
+def _user_function(v: View, w: Work) -> None:
+    """User code: advise cannot see into it."""
+    w.add("copy", max([_nbytes(v.value), *map(_nbytes, v.inputs)]))
+    w.add("frame_call", _partitions(v.value) if _is_frame(v.value) else 0)
+    w.notes.append(f"runs {v.params.get('function')}: priced as one copy of its data "
+                   "(--measure times it)")
+
+
 # ----------------------------------------------------------------------------- sinks
 @cost("write")
 def _write(v: View, w: Work) -> None:
