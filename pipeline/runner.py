@@ -201,7 +201,8 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
             doc = _document(plan, backend, session, built, computed, rows, stage_metrics,
                             memory, watch, started, t0, files, other, accounting, cache)
             report.write_json(staging / "report.json", doc)
-            report_html.write(staging / "report.html", doc)
+            report_html.write(staging / "report.html", doc,  # plots: read where staged
+                              {str(final): staged for staged, final in built.outputs})
         finally:
             perf.wait()
         _move_outputs(built.outputs)
@@ -240,7 +241,8 @@ def _document(plan: Plan, backend: Backend, session, built: Built, computed: set
         if ps.id in rows:
             out["rows"] = int(rows[ps.id])
         m = stage_metrics[ps.id]
-        stages.append({"id": ps.id, "op": ps.info.name, "computed": ps.id in computed,
+        stages.append({"id": ps.id, "op": ps.info.name, "upstream": list(ps.upstream),
+                       "computed": ps.id in computed,
                        "cached": bool(cache and ps.id in cache.hits), **m,
                        **memory.peaks(m["start"], m["stop"]), "output": out})
     totals = {"wall_s": wall, **{k: sum(s[k] or 0 for s in stages)
