@@ -89,8 +89,8 @@ def table(stages: list[dict], totals: dict) -> str:
                      human_bytes(s["h2d_bytes"]), human_bytes(s["d2h_bytes"]),
                      describe_output(s["output"]) if s.get("computed", True)
                      else "not computed (no sink needs it)"))
-    other = totals.get("other")
-    if other and (other["compute_s"] >= 0.005 or other["tasks"]):
+    other = other_row(totals)
+    if other:
         rows.append((OTHER, "", str(other["tasks"] or ""), "", "", seconds(other["compute_s"]),
                      human_bytes(other["h2d_bytes"]), human_bytes(other["d2h_bytes"]),
                      "Dask's own work inside tasks"))
@@ -103,18 +103,30 @@ def table(stages: list[dict], totals: dict) -> str:
     rule = fmt.format(*("-" * w for w in widths))
     lines = [fmt.format(*head), rule, *(fmt.format(*r) for r in rows[:-1]), rule,
              fmt.format(*rows[-1])]
-    lines += _notes(ran, t0)
-    lines += [f"{s['id']} shares tasks with {', '.join(s['shares_with'])} (computed once, "
-              f"counted there)" for s in stages if s.get("shares_with")]
+    lines += ["compute s: time in the stage's own code, exact whether Dask fuses tasks or not",
+              "start s: its first task's start, from the run's first; wall s: to its last end",
+              *figure_notes(stages)]
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _notes(ran: list[dict], t0: float) -> list[str]:
-    notes = ["compute s: time in the stage's own code, exact whether Dask fuses tasks or not",
-             "start s: its first task's start, from the run's first; wall s: to its last end"]
-    span = max((s["stop"] for s in ran), default=t0) - t0
-    walls = sum(s["wall_s"] for s in ran)
-    if walls > span * 1.01 and len(ran) > 1:
-        notes.append(f"stages overlap: their wall times add up to {walls:.2f} s in "
-                     f"{span:.2f} s of computing")
+def other_row(totals: dict) -> dict | None:
+    """``totals["other"]`` (what tasks spent outside every stage's code) where it is worth
+    a row of its own in a table: some compute time or tasks of its own; else None."""
+    other = totals.get("other")
+    return other if other and (other["compute_s"] >= 0.005 or other["tasks"]) else None
+
+
+def figure_notes(stages: list[dict]) -> list[str]:
+    """What a reader of the per-stage figures must know: where stage wall times overlap,
+    and which stages share tasks (computed once, counted at the first)."""
+    ran = [s for s in stages if s.get("start") is not None]
+    notes = []
+    if len(ran) > 1:
+        span = max(s["stop"] for s in ran) - min(s["start"] for s in ran)
+        walls = sum(s["wall_s"] for s in ran)
+        if walls > span * 1.01:
+            notes.append(f"stages overlap: their wall times add up to {walls:.2f} s in "
+                         f"{span:.2f} s of computing")
+    notes += [f"{s['id']} shares tasks with {', '.join(s['shares_with'])} (computed once, "
+              f"counted there)" for s in stages if s.get("shares_with")]
     return notes

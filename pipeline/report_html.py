@@ -16,7 +16,8 @@ import io
 from pathlib import Path
 
 from pipeline import report_svg
-from pipeline.report import describe_output, human_bytes, seconds, write_atomic
+from pipeline.report import (OTHER, RUN, describe_output, figure_notes, human_bytes,
+                             other_row, seconds, write_atomic)
 
 # A PNG output larger than this is linked instead of embedded (plots are ~50 KiB).
 EMBED_MAX_BYTES = 8 << 20
@@ -249,7 +250,8 @@ def _stage_table(stages: list[dict], totals: dict) -> str:
                       for h in head) + "</tr></thead><tbody>"]
     for s in stages:
         out = s.get("output", {})
-        cells = [_td(s["id"]), _td(s["op"]), _num(seconds(s["wall_s"], 3)),
+        timed = s.get("start") is not None  # else no task of its own: no wall time
+        cells = [_td(s["id"]), _td(s["op"]), _num(seconds(s["wall_s"] if timed else None, 3)),
                  _num(seconds(s["compute_s"], 3)), _num(str(s.get("tasks", ""))),
                  _num(_bytes(s["h2d_bytes"])), _num(_bytes(s["d2h_bytes"]))]
         if peaks:
@@ -258,12 +260,20 @@ def _stage_table(stages: list[dict], totals: dict) -> str:
         size = out.get("bytes")
         cells += [_td(describe_output(out)), _num("" if size is None else _bytes(size))]
         rows.append(f'<tr id="stage-{_e(s["id"])}">{"".join(cells)}</tr>')
+    other = other_row(totals)
+    if other:  # as in the terminal's table: the stages' compute plus this is the run's
+        rows.append('<tr id="other">' + "".join(
+            [_td(OTHER), _td(""), _num(""), _num(seconds(other["compute_s"], 3)),
+             _num(str(other["tasks"] or "")), _num(_bytes(other["h2d_bytes"])),
+             _num(_bytes(other["d2h_bytes"])), *([_num("")] if peaks else []),
+             _td("Dask's own work inside tasks"), _num("")]) + "</tr>")
     rows.append('<tr class="total">' + "".join(
-        [_td("total"), _td(""), _num(f"{totals['wall_s']:.3f}"),
+        [_td(RUN), _td(""), _num(f"{totals['wall_s']:.3f}"),
          _num(f"{totals['compute_s']:.3f}"), _num(str(sum(s.get("tasks", 0) for s in stages))),
          _num(_bytes(totals["h2d_bytes"])), _num(_bytes(totals["d2h_bytes"])),
          *([_num("")] if peaks else []), _td(""), _num("")]) + "</tr>")
     rows.append("</tbody></table>")
+    rows += [f'<p class="sub">{_e(n)}</p>' for n in figure_notes(stages)]
     return "\n".join(rows)
 
 

@@ -121,12 +121,33 @@ def panels(page: str) -> list[str]:
 
 
 def test_stage_without_separate_times_shows_a_dash():
-    # dataframe stages: dask-expr fuses their tasks, so the report has no time of their own
+    # no figure (null in report.json), or no task of its own (no start): a dash, not 0
     doc = {**DOC, "stages": [stage("g", "groupby", None, None, 0, 0, output={"kind": "sink"}),
+                             stage("p", "pick", 0.0, 0.0, 0, 0, output={"kind": "sink"}),
                              *DOC["stages"]]}
     page = report_html.render(doc)
     assert row(page, "g")[:4] == ["g", "groupby", "-", "-"]
+    assert row(page, "p")[:4] == ["p", "pick", "-", "0.000"]
     chart_of(page)
+
+
+def test_table_has_the_other_and_run_rows_and_says_what_overlaps():
+    # the same rows and notes as the terminal's table (pipeline.report.table)
+    other = {"compute_s": 0.25, "tasks": 3, "h2d_bytes": 0, "d2h_bytes": 0}
+    doc = {**DOC, "totals": {**DOC["totals"], "other": other},
+           "stages": [*DOC["stages"][:2], {**DOC["stages"][2], "shares_with": ["load"]}]}
+    page = report_html.render(doc)
+    cells = [re.sub(r"<[^>]+>", "", td) for td in re.findall(
+        r"<td[^>]*>(.*?)</td>", re.search(r'<tr id="other">(.*?)</tr>', page).group(1))]
+    assert cells[:5] == ["(other)", "", "", "0.250", "3"]
+    assert re.search(r'<tr class="total"><td>\(run\)</td>', page)
+    assert ">total<" not in page  # a stage may be called total: no row takes its name
+    # load 0-1.25 s, fft 1.0-1.5 s, save 1.5-1.625 s: 1.875 s of walls in 1.625 s
+    assert "stages overlap: their wall times add up to 1.88 s in 1.62 s" in page
+    assert "save shares tasks with load (computed once, counted there)" in page
+    quiet = report_html.render({**DOC, "totals": {**DOC["totals"], "other": {
+        **other, "compute_s": 0.001, "tasks": 0}}})
+    assert 'id="other"' not in quiet and "shares tasks" not in quiet
 
 
 def table_stage(sid, op, rows, wall=None, **extra):
