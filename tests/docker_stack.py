@@ -18,10 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BASE_IMAGE = "pipeline-cpu-base:local"
 IMAGE = "pipeline:cpu"
-# docker-compose 1.29 prints the exit code of `run` as a line of its own, and the docker
-# CLI it calls for an attached run differs across versions: runs are detached instead
-# (`run -d`), then waited for, their output read with `docker logs`.
-COMPOSE_TIMEOUT = 300
+COMPOSE_TIMEOUT = 300  # seconds for any one compose command or one-off container
 
 
 def compose_command() -> list[str] | None:
@@ -57,7 +54,13 @@ def free_port() -> int:
 
 
 def timed(command: list[str], **kwargs) -> float:
-    """Run ``command`` (it must succeed) and return its wall time in seconds."""
+    """Run ``command`` and return its wall time in seconds.
+
+    Raises
+    ------
+    RuntimeError
+        It failed (its output is in the message).
+    """
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, **kwargs)
     if done.returncode != 0:
@@ -97,6 +100,13 @@ class Stack:
 
     def compose(self, *args: str, settings: dict | None = None,
                 timeout: float = COMPOSE_TIMEOUT) -> str:
+        """Run a compose command on this project; its stdout.
+
+        Raises
+        ------
+        RuntimeError
+            It failed (its stderr is in the message).
+        """
         done = subprocess.run([*self.command, *args], cwd=REPO,
                               env={**self.env, **(settings or {})},
                               capture_output=True, text=True, timeout=timeout)
@@ -133,14 +143,21 @@ class Stack:
             env: dict | None = None, no_deps: bool = False) -> str:
         """Start a one-off container of ``service`` with its own command; its id.
         ``settings``: compose variables (.env's) for this run; ``env``: the container's
-        environment."""
+        environment. Detached: docker-compose 1.29 prints the exit code of an attached
+        `run` as a line of its own, among the container's; ``wait`` reads them apart."""
         extra = [arg for k, v in (env or {}).items() for arg in ("-e", f"{k}={v}")]
         out = self.compose("run", "-d", "-T", *(["--no-deps"] if no_deps else []),
                            *extra, service, settings=settings)
         return out.split()[-1]
 
     def wait(self, container: str, timeout: float = COMPOSE_TIMEOUT) -> tuple[int, str, str]:
-        """Exit code, stdout and stderr of a one-off container, which is then removed."""
+        """Exit code, stdout and stderr of a one-off container, which is then removed.
+
+        Raises
+        ------
+        subprocess.TimeoutExpired
+            It ran past ``timeout`` (it is removed all the same).
+        """
         try:
             code = int(subprocess.run(["docker", "wait", container], check=True,
                                       capture_output=True, text=True,
