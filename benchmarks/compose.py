@@ -100,7 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh:
         subprocess.run(["docker", "rmi", "-f", docker_stack.IMAGE, docker_stack.BASE_IMAGE,
                         "pipeline-debian:bookworm-minbase"], capture_output=True)
-    times = {"base image (docker/cpu-base.sh)": docker_stack.build_base()}
+    base_s, steps = docker_stack.build_base()
+    times = {"base image (docker/cpu-base.sh)": base_s}
+    # its steps, as the script logs them: "<image>: <step> in <n> s"
+    times.update({f"... {line.split(': ', 1)[1].rsplit(' in ', 1)[0]}":
+                  float(line.rsplit(" in ", 1)[1].split()[0])
+                  for line in steps if " in " in line})
     with tempfile.TemporaryDirectory(prefix="bench-compose-") as tmp:
         tmp = Path(tmp)
         write_workflows(tmp / "workflows", rows, args.repeats)

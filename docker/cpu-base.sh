@@ -56,4 +56,4 @@ log "$(grep -c . "$work/wheels/requirements.txt") wheels gathered"
 docker build --tag "$TAG" --label "pipeline.key=$key" --build-arg "DEBIAN_IMAGE=$DEBIAN_IMAGE" \
     -f docker/cpu-base.Dockerfile "$work" > "$work/build.log" 2>&1 ||
   { tail -10 "$work/build.log" >&2; fail "docker build failed"; }
-log "built ($key)"
+log "image built (key $key)"

@@ -53,8 +53,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def timed(command: list[str], **kwargs) -> float:
-    """Run ``command`` and return its wall time in seconds.
+def timed(command: list[str], **kwargs) -> tuple[float, str]:
+    """Run ``command``; its wall time in seconds, and its stdout.
 
     Raises
     ------
@@ -65,13 +65,15 @@ def timed(command: list[str], **kwargs) -> float:
     done = subprocess.run(command, capture_output=True, text=True, **kwargs)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
-    return time.perf_counter() - start
+    return time.perf_counter() - start, done.stdout
 
 
-def build_base() -> float:
-    """docker/cpu-base.sh: seconds taken (about one when the base image is current)."""
-    return timed(["bash", str(REPO / "docker" / "cpu-base.sh")], timeout=1200,
-                 env={**os.environ, "CPU_BASE_IMAGE": BASE_IMAGE})
+def build_base() -> tuple[float, list[str]]:
+    """docker/cpu-base.sh: seconds taken (about one when the base image is current), and
+    the script's lines (each step's time)."""
+    seconds, out = timed(["bash", str(REPO / "docker" / "cpu-base.sh")], timeout=1800,
+                         env={**os.environ, "CPU_BASE_IMAGE": BASE_IMAGE})
+    return seconds, out.splitlines()
 
 
 class Stack:
@@ -118,7 +120,7 @@ class Stack:
         """Build the image (every service's) once; seconds taken."""
         return timed([*self.command, "build", "--force-rm",
                       *([] if cache else ["--no-cache"]), "scheduler"],
-                     cwd=REPO, env=self.env, timeout=COMPOSE_TIMEOUT)
+                     cwd=REPO, env=self.env, timeout=COMPOSE_TIMEOUT)[0]
 
     def up(self, *services: str) -> float:
         """``up -d``: compose starts the workers once the scheduler's health check
