@@ -11,7 +11,7 @@ plugin; root and debootstrap for the base image). Both sides have two single-thr
 workers. Each run is one whole command, timed from launch to exit: the deploy's
 ``docker compose run cpu-runner`` (container start, connect to the running cluster, run)
 and the local ``python -m pipeline run`` (cluster start, run, shutdown); each one's
-report.json total (the run alone) is given beside it, and the results must be identical.
+report.json total (the run alone) is given beside it, and the results must agree.
 The section between this script's markers in docs/deploy.md is replaced.
 """
 
@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 HERE = Path(__file__).resolve().parent
@@ -128,9 +129,10 @@ def main(argv: list[str] | None = None) -> int:
                                                local_run(tmp / "workflows", i, tmp / f"local{i}"))
                     walls[side].append(wall)
                     inner[side].append(run_s)
-                same = all((runs["deploy"] / f).read_bytes() == (runs["local"] / f).read_bytes()
-                           for f in ("mean_power.npy", "mean_power.png"))
-                if not same:
+                # to rounding: at larger sizes the host (with numba) may compile the
+                # expression where the image (without) does not
+                if not np.allclose(*(np.load(runs[side] / "mean_power.npy")
+                                     for side in ("deploy", "local")), rtol=1e-6, atol=0):
                     raise SystemExit(f"run {i}: the deploy's result differs from the local one")
         finally:
             times["`compose down`"] = stack.down()
@@ -156,8 +158,8 @@ def render(args, rows, times, walls, inner, loads) -> str:
         "",
         f"workflows/spectrum.yaml at {rows} x {COLUMNS} float32 "
         f"({rows * COLUMNS * 4 / 2**20:.0f} MiB), two one-thread workers on each side, "
-        f"{args.repeats} alternating runs; median (each run), seconds; the results were "
-        "identical in every run:",
+        f"{args.repeats} alternating runs; median (each run), seconds; the results agreed "
+        "in every run (rtol 1e-6):",
         "",
         "| | whole command | run alone (report.json total) |",
         "|---|---:|---:|",

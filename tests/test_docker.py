@@ -48,7 +48,9 @@ def workflows(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def local(cluster, workflows, tmp_path_factory) -> Path:
-    """The same workflow's run folder, from the test session's local cluster."""
+    """The same workflow's run folder, from the test session's local cluster. The image
+    has no numba (an optional extra), but at this size the expression engine is not
+    numba's here either (pipeline/kernels/choose.py), so the files must be identical."""
     out = tmp_path_factory.mktemp("local") / "spectrum"
     assert main(["run", str(workflows / "plain.yaml"), "--address",
                  cluster.scheduler_address, "--output-dir", str(out), "--quiet"]) == 0
