@@ -8,10 +8,10 @@ Calibrates this host's CPU rates (as ``python -m pipeline advise --calibrate``; 
 ``--calibrate-each`` again before every workflow, so that on a shared host the rates and
 the run see the same load), then for each workflow: advise's predicted compute (nothing
 run), then the workflow run at its default size on a fresh LocalCluster (CPU backend, as
-``run`` starts it), its compute read from the scheduler: CPU seconds of the worker
-threads (``thread-cpu``), and ``compute`` as report.json counts it (task wall time:
-``thread-cpu`` + ``thread-noncpu``, which also holds the time a task waited for a core
-while other programs ran). Writes the table into docs/advise.md with the load averages.
+``run`` starts it), its compute read back from report.json two ways: ``cpu_s``, the CPU
+seconds of the stages' code, and ``compute_s``, its wall time, which also holds the time
+a task waited for a core while other programs ran. Writes the table into docs/advise.md
+with the load averages.
 """
 
 from __future__ import annotations
@@ -75,35 +75,18 @@ def predict(name: str, rates) -> dict:
 
 
 def run(name: str, out: Path) -> dict:
-    """Run the workflow; its wall time, and CPU / compute seconds per stage and in all."""
+    """Run the workflow; its wall time, and (CPU, compute) seconds per stage and in all,
+    as report.json has them (``cpu_s``, ``compute_s``: exact per stage, fused or not)."""
     from pipeline import cluster, plan, runner, spec
 
     wf = spec.load(ROOT / "workflows" / f"{name}.yaml", ["backend=cpu"], output_dir=out)
     p = plan.build(wf)
     with cluster.connect(wf.cluster, "cpu", dashboard_address=None) as session:
         doc = runner.run(p, session.backend, session)
-        per_stage, total = session.client.run_on_scheduler(_cpu_seconds)
-    return {"wall": doc["totals"]["wall_s"], "stages": per_stage, "total": total}
-
-
-def _cpu_seconds(dask_scheduler):
-    """({stage: (cpu, compute)}, (cpu, compute)) from the scheduler: spans named
-    ``stage:<id>``, and every task's (dataframe ones run outside the stages' spans)."""
-    def sums(metrics):
-        cpu = noncpu = 0.0
-        for key, value in metrics.items():
-            if isinstance(key, tuple) and len(key) == 4 and key[0] == "execute" \
-                    and key[3] == "seconds":
-                cpu += value if key[2] == "thread-cpu" else 0.0
-                noncpu += value if key[2] == "thread-noncpu" else 0.0
-        return cpu, cpu + noncpu
-
-    per_stage = {}
-    for span in dask_scheduler.extensions["spans"].spans.values():
-        if span.name and span.name[-1].startswith("stage:"):
-            per_stage[span.name[-1].removeprefix("stage:")] = \
-                sums(span.cumulative_worker_metrics)
-    return per_stage, sums(dask_scheduler.cumulative_worker_metrics)
+    totals = doc["totals"]
+    return {"wall": totals["wall_s"], "total": (totals["cpu_s"], totals["compute_s"]),
+            "stages": {s["id"]: (s["cpu_s"], s["compute_s"]) for s in doc["stages"]
+                       if s.get("start") is not None}}
 
 
 def render(rows: list[dict], info: dict, loads: tuple[str, str], cmd: str,
@@ -127,7 +110,7 @@ def render(rows: list[dict], info: dict, loads: tuple[str, str], cmd: str,
     lines += ["", f"Predicted / measured CPU: {min(ratios):.2f} to {max(ratios):.2f} "
               f"({sum(0.5 <= x <= 2 for x in ratios)} of {len(ratios)} within 2x).", "",
               "Per stage (the stages with at least 5% of the prediction or of the "
-              "measurement; `-`: a table stage, whose tasks carry no stage label):", ""]
+              "measurement; `-`: no task of its own):", ""]
     for r in rows:
         cpu_total = r["total"][0]
         shown = [s for s, pred in r["stage_pred"].items()

@@ -5,6 +5,8 @@ stage's label (the stage's span id), fused or not, so:
 
 - ``compute_s``: the time in the stage's callables, less the copies made inside them,
   from Dask's fine performance metrics ``("compute", label)``. Exact under fusion.
+- ``cpu_s``: the CPU seconds (thread time) of the same callables, copies included; less
+  than ``compute_s`` where the workers waited for a core (a loaded host).
 - ``h2d_bytes`` / ``d2h_bytes`` and their seconds: every copy
   :class:`pipeline.backends.Backend` makes is labelled ``(kind, label)`` the same way.
 - ``tasks``: the stage's tasks before fusion (each application of one of its callables).
@@ -28,14 +30,15 @@ from collections import Counter
 
 from pipeline.accounting import meter
 
-KINDS = {meter.COMPUTE: "compute", "host-to-device": "h2d", "device-to-host": "d2h"}
+KINDS = {meter.COMPUTE: "compute", meter.CPU: "cpu", "host-to-device": "h2d",
+         "device-to-host": "d2h"}
 # Memory pressure: dask-cuda's device->host spills (counted by pipeline/gpu/spill.py) and
 # Dask's own host->disk ones, in bytes.
 SPILL_FIELDS = {"spill-device-to-host": "spilled_bytes",
                 "unspill-host-to-device": "unspilled_bytes", "disk-write": "disk_write_bytes"}
 # Time inside a task but outside the metered callables: Dask's own work.
 THREAD_LABELS = ("thread-cpu", "thread-noncpu")
-FIGURES = ("compute_s", "h2d_bytes", "h2d_s", "d2h_bytes", "d2h_s")
+FIGURES = ("compute_s", "cpu_s", "h2d_bytes", "h2d_s", "d2h_bytes", "d2h_s")
 
 
 def accounting(fuse: bool) -> dict:

@@ -246,10 +246,11 @@ def _document(plan: Plan, backend: Backend, session, built: Built, computed: set
                        "cached": bool(cache and ps.id in cache.hits), **m,
                        **memory.peaks(m["start"], m["stop"]), "output": out})
     totals = {"wall_s": wall, **{k: sum(s[k] or 0 for s in stages)
-                                 for k in ("compute_s", "h2d_bytes", "d2h_bytes",
+                                 for k in ("compute_s", "cpu_s", "h2d_bytes", "d2h_bytes",
                                            *metrics.SPILL_FIELDS.values())},
               **memory.peaks(-float("inf"), float("inf")), "other": other}
     totals["compute_s"] += other["compute_s"]
+    totals["cpu_s"] += other["cpu_s"]
     doc = {
         "workflow": {"name": wf.name, "description": wf.description, "path": wf.label,
                      "spec": storage.redacted(wf.raw)},

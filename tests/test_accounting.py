@@ -59,6 +59,8 @@ def test_each_stage_gets_its_own_time_under_fusion(tmp_path, session, sleepy_op,
         # leaked between stages
         assert nap * CHUNKS <= stages[sid]["compute_s"] < took + 0.3, sid
         assert stages[sid]["tasks"] == CHUNKS
+        # a nap spends no CPU: cpu_s is the stage's thread time, not its wall time
+        assert stages[sid]["cpu_s"] < 0.5 * nap * CHUNKS, sid
     assert stages["x"]["compute_s"] < 0.4 and stages["flip"]["compute_s"] < 0.4
     assert doc["accounting"]["fused"] is fuse
     assert stages["slow"]["start"] < stages["slower"]["stop"]
@@ -117,7 +119,10 @@ def test_table_stages_are_counted_and_timed(tmp_path, session, fuse):
     doc = runner.run(load_workflow(tmp_path, TABLE), backends.CPU, session, fuse=fuse)
     for s in doc["stages"]:
         assert s["tasks"] > 0 and s["start"] is not None, s["id"]
-        assert s["compute_s"] > 0, s["id"]
+        assert s["compute_s"] > 0 and s["cpu_s"] > 0, s["id"]
+    totals = doc["totals"]
+    assert totals["cpu_s"] == pytest.approx(
+        sum(s["cpu_s"] for s in doc["stages"]) + totals["other"]["cpu_s"])
     stages = {s["id"]: s for s in doc["stages"]}
     assert stages["flights"]["tasks"] >= 4  # one per partition at least
     assert stages["long"]["output"]["rows"] < 4000

@@ -4,6 +4,9 @@
 - its time, as Dask's fine performance metric ``("compute", label)`` (seconds), from
   which Dask subtracts the copies metered inside it, and which Dask subtracts from the
   task's own ``thread-cpu`` / ``thread-noncpu`` (what remains there is Dask's overhead);
+- its CPU seconds (``time.thread_time``, copies included), as ``(CPU, label)`` in a unit
+  of its own (:data:`CPU_UNIT`), so that no enclosing meter subtracts it (Dask's own
+  ``thread-cpu`` loses the metered time, CPU or not, to ``("compute", label)``);
 - the host<->device copies made inside it: :class:`pipeline.backends.Backend` labels
   each copy ``(kind, label)``, taking the label from :func:`current_label`;
 - the first start and last stop of the stage's callables in this process
@@ -23,6 +26,7 @@ from contextvars import ContextVar
 from distributed.metrics import context_meter
 
 COMPUTE = "compute"
+CPU, CPU_UNIT = "compute-cpu", "cpu-seconds"
 _current: ContextVar[str | None] = ContextVar("pipeline_stage_label", default=None)
 _windows: dict[str, list[float]] = {}
 _lock = threading.Lock()
@@ -38,11 +42,12 @@ class Metered:
 
     def __call__(self, *args, **kwargs):
         token = _current.set(self.label)
-        start = time.time()
+        start, cpu = time.time(), time.thread_time()
         try:
             with context_meter.meter((COMPUTE, self.label)):
                 return self.fn(*args, **kwargs)
         finally:
+            context_meter.digest_metric((CPU, self.label), time.thread_time() - cpu, CPU_UNIT)
             _current.reset(token)
             _note(self.label, start, time.time())
 
