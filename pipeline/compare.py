@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from pipeline.errors import InputError
-from pipeline.report import describe_output, human_bytes, seconds
+from pipeline.report import RUN, describe_output, human_bytes, seconds
 
 HISTORY_SUFFIX = ".history"  # DIR.history/<timestamp>/ holds DIR's earlier runs
 PEAK_NOISE = 0.10  # memory peaks are sampled (every 0.2 s): smaller changes are not shown
@@ -143,7 +143,7 @@ def _stage_table(a: dict, b: dict) -> list[str]:
                      *_change(sa.get("compute_s"), sb.get("compute_s")),
                      "; ".join(_other_changes(sa, sb))))
     ta, tb = a.get("totals") or {}, b.get("totals") or {}
-    rows.append(("total", *_change(ta.get("wall_s"), tb.get("wall_s")),
+    rows.append((RUN, *_change(ta.get("wall_s"), tb.get("wall_s")),
                  *_change(ta.get("compute_s"), tb.get("compute_s")),
                  "; ".join(_other_changes(ta, tb))))
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
@@ -152,7 +152,7 @@ def _stage_table(a: dict, b: dict) -> list[str]:
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.insert(-1, lines[1])
     lines.append("\nwall: first task to last (stages overlap); compute: summed over "
-                 "worker threads; -: not separated")
+                 "worker threads; -: not measured")
     return lines
 
 

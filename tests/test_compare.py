@@ -49,7 +49,7 @@ def test_stage_by_stage_changes():
     assert lines_of(text, "gone")[0].endswith("only in A")
     assert lines_of(text, "new")[0].endswith("only in B")
     assert "- -> -" in lines_of(text, "g")[0] and "%" not in lines_of(text, "g")[0]
-    assert "2.00 -> 2.00" in lines_of(text, "total")[0]
+    assert "2.00 -> 2.00" in lines_of(text, "(run)")[0]  # no stage id can be "(run)"
 
 
 def write_run(folder, doc):
@@ -108,5 +108,5 @@ def test_two_real_runs(address, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "stages.signal.shape: [256, 64] -> [512, 64]" in out
     assert "output 256x64 float32 -> 512x64 float32" in lines_of(out, "signal")[0]
-    for sid in ("signal", "spectrum", "power", "mean_power", "save", "plot", "total"):
+    for sid in ("signal", "spectrum", "power", "mean_power", "save", "plot", "(run)"):
         assert lines_of(out, sid), sid
