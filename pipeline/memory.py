@@ -2,9 +2,11 @@
 
 Workers report their process memory (and, where pynvml sees a GPU, the device memory in
 use) with every heartbeat; a background thread reads those figures from the scheduler a
-few times a second. A stage's peak is the largest total seen while its span was active,
-including the samples just before it started and just after it stopped, since heartbeats
-come about once a second and a short stage may fall between two.
+few times a second. A stage's peak is the largest total seen between its first task's
+start and its last task's end, including the samples just before and just after, since
+heartbeats come about once a second and a short stage may fall between two. It is the
+whole cluster's memory, so stages running at the same time (all the stages of a fused
+chain do) share it: an upper bound for each, not what the stage alone held.
 """
 
 from __future__ import annotations

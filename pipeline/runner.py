@@ -4,9 +4,10 @@ the outputs into place and writes the report.
 Building the whole workflow first means every problem knowable from shapes, dtypes and
 file headers is reported before any compute. Computing one graph lets Dask share
 intermediates between stages (an intermediate feeding several stages is computed once
-and dropped when its last consumer is done) and fuse element-wise chains. Each stage's
-tasks are tagged with a ``stage:<id>`` span, which is how per-stage times and transfer
-bytes are measured, and how the dashboard groups them.
+and dropped when its last consumer is done) and fuse tasks (:mod:`pipeline.accounting`
+keeps per-stage time and transfer bytes exact under fusion). Each stage is built inside a
+``stage:<id>`` span, whose id labels its figures; a task that does one stage's work
+carries that span on the dashboard.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import dask
 import dask.array as da
 
 from pipeline import metrics, report, report_html, storage
+from pipeline.accounting import graph
+from pipeline.accounting.stagemap import StageMap
 from pipeline.backends import Backend
 from pipeline.memory import MemorySampler
 from pipeline.perf_report import PerformanceReport
@@ -33,9 +36,16 @@ from pipeline.ops.context import Context
 from pipeline.plan import Plan
 from pipeline.watch import WorkerWatch
 
-# Dask's low-level task fusion drops span annotations; blockwise fusion (element-wise
-# chains into one task per chunk) still happens with it off.
+# The unfused mode (`--no-fuse`, ``pipeline.fuse: false``): one task per stage per chunk,
+# each in its stage's span (blockwise fusion of element-wise chains within a stage still
+# happens). Also what `advise --measure` builds under, as it reads spans.
 COMPUTE_CONFIG = {"optimization.fuse.active": False}
+
+
+def fuse_default() -> bool:
+    """Whether runs fuse tasks: the Dask config key ``pipeline.fuse`` (default true; e.g.
+    ``DASK_PIPELINE__FUSE=false``), which ``--no-fuse`` and ``run(fuse=False)`` override."""
+    return bool(dask.config.get("pipeline.fuse", True))
 
 
 @dataclass
@@ -44,6 +54,14 @@ class Built:
     span_ids: dict[str, str] = field(default_factory=dict)
     sinks: dict[str, Any] = field(default_factory=dict)
     outputs: list[tuple[Path, Path]] = field(default_factory=list)
+    run_span: str | None = None
+    # span id -> the span annotation its tasks carry (the stages' and the run's)
+    spans: dict[str, dict] = field(default_factory=dict)
+
+    def results(self, plan: Plan) -> dict[str, Any]:
+        """Each stage's lazy result (a sink's collection for a sink), in DAG order."""
+        return {ps.id: built if (built := self.values.get(ps.id)) is not None
+                else self.sinks[ps.id].collection for ps in plan.stages}
 
 
 def build(plan: Plan, backend: Backend, staging_dir: Path, cache=None) -> Built:
@@ -61,7 +79,10 @@ def build(plan: Plan, backend: Backend, staging_dir: Path, cache=None) -> Built:
 
     wf = plan.workflow
     built = Built()
-    with dask.config.set({**backend.dask_config, **COMPUTE_CONFIG}), span(f"run:{wf.name}"):
+    with dask.config.set({**backend.dask_config, **COMPUTE_CONFIG}), \
+            span(f"run:{wf.name}") as run_span:
+        built.run_span = run_span
+        built.spans[run_span] = dask.get_annotations()["span"]
         for ps in plan.stages:
             ctx = Context(stage=ps.stage, backend=backend, base_dir=wf.base_dir,
                           output_dir=wf.output_dir, staging_dir=staging_dir,
@@ -72,7 +93,8 @@ def build(plan: Plan, backend: Backend, staging_dir: Path, cache=None) -> Built:
             args = [dict(zip((n for n, _ in ps.stage.inputs), inputs))] \
                 if ps.info.inputs == "mapping" else inputs
             with span(f"stage:{ps.id}") as span_id, warnings.catch_warnings():
-                # dask-expr warns that it ignores annotations; metrics.py accounts for it
+                # dask-expr warns that it ignores annotations; pipeline.accounting maps
+                # its expressions to stages instead
                 warnings.filterwarnings("ignore", "Dask annotations .* detected")
                 try:
                     value = cache.load(ps, ctx) if cache else None
@@ -82,6 +104,7 @@ def build(plan: Plan, backend: Backend, staging_dir: Path, cache=None) -> Built:
                             cache.offer(ps, ctx, value)
                 except InputError as e:
                     raise e.located(where=ps.stage.where, file=wf.label) from None
+                built.spans[span_id] = dask.get_annotations()["span"]
             built.span_ids[ps.id] = span_id
             if ps.info.family == "sink":
                 built.sinks[ps.id] = value
@@ -106,11 +129,13 @@ def output_info(value) -> dict:
 
 
 def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
-        cache=None) -> dict:
+        cache=None, fuse: bool | None = None) -> dict:
     """Run the plan on ``session``'s cluster and return the report (also written).
 
-    ``progress``: draw per-stage progress on stdout (True) or on the given terminal stream.
-    ``cache``: the run's :class:`pipeline.cache.stages.StageCache`, if any.
+    ``progress``: show per-stage progress on stdout (True) or on the given stream: redrawn
+    in place on a terminal, plain lines and a heartbeat otherwise. ``cache``: the run's
+    :class:`pipeline.cache.stages.StageCache`, if any. ``fuse``: let Dask fuse tasks
+    (None: :func:`fuse_default`); False keeps one task per stage per chunk.
 
     Raises
     ------
@@ -119,8 +144,7 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
     RunFailed
         A task raised, or the workers were lost; no output is left behind.
     """
-    from distributed import wait
-
+    fuse = fuse_default() if fuse is None else fuse
     wf = plan.workflow
     out_dir = wf.output_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -144,28 +168,22 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
             # can fail with ImportError, and Dask then leaves the task that needed it
             # waiting forever. Importing it once on every worker first avoids both.
             client.run(_import_zarr)
+        labels = built.span_ids
+        # a cache entry is written by the stage whose result it keeps
+        owners = {sid: sid.removeprefix("cache:") for sid in built.sinks}
         perf = PerformanceReport(staging / "performance-report.html", _workflow_text(wf))
-        with dask.config.set({**backend.dask_config, **COMPUTE_CONFIG}), perf, \
-                MemorySampler(client) as memory:
+        with dask.config.set({**backend.dask_config}), perf, MemorySampler(client) as memory:
             sinks = list(built.sinks.values())
-            futures = _compute(client, [*(p.collection for p in sinks), *row_counts.values()])
-            watch = WorkerWatch(client, futures, session.address).start()
-            report_html.prefetch()
-            try:
-                if progress:
-                    from pipeline import progress as show
-
-                    show.wait(client, futures, built.span_ids,
-                              None if progress is True else progress)
-                wait(futures)  # raises when the run was cancelled (no worker left)
-                results = client.gather(futures)
-            except Exception as e:  # a task's own exception, re-raised by gather
-                raise RunFailed(watch.failure
-                                or f"the run failed: {type(e).__name__}: {e}") from e
-            finally:
-                watch.stop()
+            stage_map = StageMap.from_build(built.results(plan), labels,
+                                            {ps.id: ps.upstream for ps in plan.stages})
+            prepared = graph.prepare(
+                [*(p.collection for p in sinks), *row_counts.values()],
+                [labels[sid] for sid in [*owners.values(), *row_counts]], stage_map,
+                fuse=fuse, spans=built.spans, run_label=built.run_span)
+            results, watch = _gather(session, prepared, labels, progress)
         rows = dict(zip(row_counts, results[len(sinks):]))
-        stage_metrics = metrics.stage_metrics(client, built.span_ids)
+        stage_metrics, other = metrics.stage_metrics(client, labels, built.run_span,
+                                                     prepared.tasks)
         perf.render(client)  # the scheduler renders it while this thread writes the rest
         try:
             for pending, result in zip(sinks, results):
@@ -174,10 +192,17 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
             files = [{"path": str(final), "bytes": storage.size(staged)
                       if isinstance(staged, storage.Remote) else _size(staged)}
                      for staged, final in built.outputs]
+            for ps in plan.stages:
+                # tasks identical to an earlier stage's are computed once, counted there
+                stage_metrics[ps.id]["shares_with"] = sorted(
+                    sid for sid, label in labels.items()
+                    if label in stage_map.shared.get(labels[ps.id], ()))
+            accounting = {**metrics.accounting(fuse), "scheduler_tasks": prepared.submitted}
             doc = _document(plan, backend, session, built, computed, rows, stage_metrics,
-                            memory, watch, started, t0, files, cache)
+                            memory, watch, started, t0, files, other, accounting, cache)
             report.write_json(staging / "report.json", doc)
-            report_html.write(staging / "report.html", doc)
+            report_html.write(staging / "report.html", doc,  # plots: read where staged
+                              {str(final): staged for staged, final in built.outputs})
         finally:
             perf.wait()
         _move_outputs(built.outputs)
@@ -203,8 +228,10 @@ def _workflow_text(wf) -> str:
 
 def _document(plan: Plan, backend: Backend, session, built: Built, computed: set, rows: dict,
               stage_metrics: dict, memory, watch, started, t0: float, files: list,
-              cache=None) -> dict:
-    """The report.json document of a finished run (``cache``: the run's StageCache)."""
+              other: dict, accounting: dict, cache=None) -> dict:
+    """The report.json document of a finished run. ``other``: what the run's tasks did
+    outside every stage's code (:func:`pipeline.metrics.stage_metrics`); ``accounting``:
+    what the figures are; ``cache``: the run's StageCache."""
     wf = plan.workflow
     wall = time.perf_counter() - t0
     stages = []
@@ -214,15 +241,16 @@ def _document(plan: Plan, backend: Backend, session, built: Built, computed: set
         if ps.id in rows:
             out["rows"] = int(rows[ps.id])
         m = stage_metrics[ps.id]
-        if _touches_frame(built, ps):
-            m.update(wall_s=None, compute_s=None)  # not separated: see _touches_frame
-        stages.append({"id": ps.id, "op": ps.info.name, "computed": ps.id in computed,
+        stages.append({"id": ps.id, "op": ps.info.name, "upstream": list(ps.upstream),
+                       "computed": ps.id in computed,
                        "cached": bool(cache and ps.id in cache.hits), **m,
                        **memory.peaks(m["start"], m["stop"]), "output": out})
     totals = {"wall_s": wall, **{k: sum(s[k] or 0 for s in stages)
-                                 for k in ("compute_s", "h2d_bytes", "d2h_bytes",
+                                 for k in ("compute_s", "cpu_s", "h2d_bytes", "d2h_bytes",
                                            *metrics.SPILL_FIELDS.values())},
-              **memory.peaks(-float("inf"), float("inf"))}
+              **memory.peaks(-float("inf"), float("inf")), "other": other}
+    totals["compute_s"] += other["compute_s"]
+    totals["cpu_s"] += other["cpu_s"]
     doc = {
         "workflow": {"name": wf.name, "description": wf.description, "path": wf.label,
                      "spec": storage.redacted(wf.raw)},
@@ -232,6 +260,7 @@ def _document(plan: Plan, backend: Backend, session, built: Built, computed: set
                     "array_chunk_bytes": backend.chunk_bytes},
         "versions": report.versions(),
         "started": started.isoformat(timespec="seconds"),
+        "accounting": accounting,
         "stages": stages,
         "totals": totals,
         "outputs": files,
@@ -241,24 +270,38 @@ def _document(plan: Plan, backend: Backend, session, built: Built, computed: set
     return doc
 
 
-def _compute(client, collections: list) -> list:
-    """``client.compute`` the collections, dask-expr ones (dataframes) and graph-backed ones
-    (arrays, delayed) in separate calls, as Dask asks; identical keys are still shared on
-    the scheduler. Futures come back in the order of ``collections``."""
-    futures: list = [None] * len(collections)
-    for is_expr in (True, False):
-        picked = [i for i, c in enumerate(collections) if hasattr(c, "expr") == is_expr]
-        if picked:
-            for i, f in zip(picked, client.compute([collections[i] for i in picked])):
-                futures[i] = f
-    return futures
+def _gather(session, prepared: graph.Prepared, labels: dict[str, str],
+            progress) -> tuple[list, WorkerWatch]:
+    """Submit the prepared graph and wait for it, showing progress; its results, and the
+    stopped watch of the workers lost meanwhile.
 
+    Raises
+    ------
+    RunFailed
+        A task raised, or the workers were lost.
+    """
+    from distributed import wait
 
-def _touches_frame(built: Built, ps) -> bool:
-    """Whether a stage makes or takes a dataframe. dask-expr plans a dataframe query as a
-    whole and ignores span annotations, so such a stage's time is not separated."""
-    values = [built.values.get(ps.id), *(built.values.get(r) for r in ps.upstream)]
-    return any(hasattr(v, "columns") for v in values)
+    client = session.client
+    shown = None
+    if progress:
+        from pipeline import progress as show
+
+        shown = show.start(client, prepared, labels, None if progress is True else progress)
+    futures = graph.submit(client, prepared)
+    watch = WorkerWatch(client, futures, session.address).start()
+    report_html.prefetch()
+    try:
+        if shown:
+            shown.wait(futures)
+        wait(futures)  # raises when the run was cancelled (no worker left)
+        return client.gather(futures), watch
+    except Exception as e:  # a task's own exception, re-raised by gather
+        raise RunFailed(watch.failure or f"the run failed: {type(e).__name__}: {e}") from e
+    finally:
+        watch.stop()
+        if shown:
+            shown.stop()
 
 
 def _import_zarr() -> None:

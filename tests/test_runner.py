@@ -1,15 +1,14 @@
 """The runner on an in-process cluster: failures leave nothing behind, spans per stage."""
 
-import textwrap
-
 import dask.array as da
 import numpy as np
 import pytest
 
-from pipeline import backends, ops, plan, runner, spec
+from pipeline import backends, ops, runner
 from pipeline.cli import main
 from pipeline.errors import RunFailed
 from pipeline.ops.registry import REGISTRY
+from tests.helpers import load_workflow
 
 
 def _boom(block):
@@ -28,14 +27,8 @@ def explode_op():
     del REGISTRY["explode"]
 
 
-def load(tmp_path, text):
-    path = tmp_path / "wf.yaml"
-    path.write_text(textwrap.dedent(text))
-    return plan.build(spec.load(path, output_dir=tmp_path / "out"))
-
-
 def test_failed_run_leaves_nothing_partial(tmp_path, session, explode_op):
-    p = load(tmp_path, """
+    p = load_workflow(tmp_path, """
         name: fails
         stages:
           - {id: x, op: random, shape: [64, 8], chunks: [8, 8]}
@@ -69,7 +62,7 @@ def test_rerun_replaces_outputs_and_shared_intermediate(tmp_path, session):
           - {id: b, op: write, input: x, path: x.zarr}
     """
     for seed in (1, 2):
-        p = load(tmp_path, text.replace("SEED", str(seed)))
+        p = load_workflow(tmp_path, text.replace("SEED", str(seed)))
         doc = runner.run(p, backends.CPU, session)
         want = da.random.default_rng(seed).standard_normal((40, 6), chunks=(10, 6)).compute()
         np.testing.assert_array_equal(np.load(tmp_path / "out" / "sub" / "x.npy"), want)
