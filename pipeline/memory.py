@@ -31,10 +31,14 @@ def _sample(dask_scheduler) -> tuple[float, int, int | None]:
 
 
 class MemorySampler:
-    """Context manager sampling total worker memory until it exits."""
+    """Context manager sampling total worker memory until it exits. ``device``: whether
+    the run's chunks live on GPUs. A worker's "GPU memory used" is its whole device's, as
+    NVML reports it, so it counts only then: a CPU run's 16 workers on an H200 summed the
+    same 0.6 GB sixteen times. (On GPUs, one worker per device is assumed, as
+    LocalCUDACluster starts them.)"""
 
-    def __init__(self, client, interval: float = INTERVAL_S):
-        self.client, self.interval = client, interval
+    def __init__(self, client, device: bool, interval: float = INTERVAL_S):
+        self.client, self.device, self.interval = client, device, interval
         self.samples: list[tuple[float, int, int | None]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True,
@@ -52,7 +56,8 @@ class MemorySampler:
 
     def _take(self) -> None:
         try:
-            self.samples.append(self.client.run_on_scheduler(_sample))
+            when, host, device = self.client.run_on_scheduler(_sample)
+            self.samples.append((when, host, device if self.device else None))
         except OSError:  # the scheduler went away; the run itself reports that
             pass
 

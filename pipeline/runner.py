@@ -172,7 +172,8 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
         # a cache entry is written by the stage whose result it keeps
         owners = {sid: sid.removeprefix("cache:") for sid in built.sinks}
         perf = PerformanceReport(staging / "performance-report.html", _workflow_text(wf))
-        with dask.config.set({**backend.dask_config}), perf, MemorySampler(client) as memory:
+        with dask.config.set({**backend.dask_config}), perf, MemorySampler(
+                client, device=backend.array_module == "cupy") as memory:
             sinks = list(built.sinks.values())
             stage_map = StageMap.from_build(built.results(plan), labels,
                                             {ps.id: ps.upstream for ps in plan.stages})

@@ -7,6 +7,7 @@ from pipeline import backends, runner
 from pipeline.accounting import graph
 from pipeline.accounting.stagemap import StageMap
 from pipeline.report import table
+from tests.conftest import GPU_PROBLEM
 from tests.helpers import load_workflow, sleepy_op  # noqa: F401 - a fixture
 
 # seconds each chunk of a `sleepy` stage spends in its own code
@@ -126,3 +127,21 @@ def test_table_stages_are_counted_and_timed(tmp_path, session, fuse):
     stages = {s["id"]: s for s in doc["stages"]}
     assert stages["flights"]["tasks"] >= 4  # one per partition at least
     assert stages["long"]["output"]["rows"] < 4000
+
+
+@pytest.mark.standin
+@pytest.mark.skipif(GPU_PROBLEM is None, reason="a real GPU is present: the stand-in is not")
+def test_a_gpu_task_is_timed_until_its_kernels_are_done():
+    """CuPy returns before its kernels finish: a metered callable giving a CuPy array
+    waits for its device (the stand-in records the wait), one giving NumPy does not."""
+    import cupy
+    import numpy as np
+
+    from pipeline.accounting.meter import Metered
+
+    cupy.cuda._events.clear()
+    Metered(lambda x: x * 2, "label")(cupy.arange(4))
+    assert cupy.cuda._events == [("device_synchronize", None)]
+    cupy.cuda._events.clear()
+    Metered(lambda x: x * 2, "label")(np.arange(4))
+    assert cupy.cuda._events == []
