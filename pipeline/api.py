@@ -78,7 +78,7 @@ def run(workflow: Workflow | str | Path | Mapping, *, client=None, backend: str 
         output_dir: str | Path | None = None, progress: bool | Any = False,
         cache: str | Path | None = None, address: str | None = None,
         dashboard_address: str | None = "keep", echo: Echo | None = None,
-        trust_workflow: bool = False) -> Result:
+        fuse: bool | None = None, trust_workflow: bool = False) -> Result:
     """Run a workflow on a Dask cluster and return its report and outputs.
 
     Parameters
@@ -94,7 +94,8 @@ def run(workflow: Workflow | str | Path | Mapping, *, client=None, backend: str 
     output_dir : str or Path, optional
         The run folder, instead of the workflow's.
     progress : bool or text stream
-        Draw per-stage progress on stdout (True) or on the given stream.
+        Show per-stage progress on stdout (True) or on the given stream: redrawn in place
+        on a terminal, plain lines and a heartbeat otherwise.
     cache : str or Path, optional
         Keep every stage's result in this folder and reuse it in later runs
         (``--cache DIR``); stages marked ``cache: true`` use the default folder
@@ -107,6 +108,10 @@ def run(workflow: Workflow | str | Path | Mapping, *, client=None, backend: str 
     echo : callable, optional
         Called with each status line the command line prints: the dashboard link, the
         backend chosen and why, warnings (``"warning: ..."``).
+    fuse : bool, optional
+        Let Dask fuse tasks (default: the Dask config ``pipeline.fuse``, true); False
+        keeps one task per stage per chunk (``--no-fuse``). Per-stage figures are exact
+        either way.
     trust_workflow : bool
         For a workflow file: see :func:`load`.
 
@@ -150,7 +155,7 @@ def run(workflow: Workflow | str | Path | Mapping, *, client=None, backend: str 
             + (f"; chunks: auto = {human_bytes(sized)}, from the GPU's memory" if sized else ""))
         cached = stage_cache.for_run(p, session.backend, cache)
         doc = runner.run(p, session.backend, session, progress=progress, cache=cached,
-                         folder=folder)
+                         fuse=fuse, folder=folder)
     for w in doc["warnings"][len(p.warnings):]:  # found while running: the cache's
         say(f"warning: {w}")
     return Result(doc, _destinations(p), wf.output_dir)

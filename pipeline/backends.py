@@ -23,9 +23,10 @@ class Backend:
 
     ``to_device`` / ``to_host`` act on one chunk inside a task. Every host<->device copy
     the pipeline makes goes through them, so they record the bytes and seconds with
-    Dask's fine performance metrics, attributed to the stage's span. The ``frame_*``
-    methods do the same for dataframe partitions, naming the stage themselves (see
-    :func:`stage_span`).
+    Dask's fine performance metrics, labelled ``(kind, stage label)``: the label of the
+    stage whose callable is running (:func:`pipeline.accounting.meter.current_label`),
+    whatever task Dask fused it into. The ``frame_*`` methods do the same for dataframe
+    partitions, and may name the stage themselves (see :func:`stage_span`).
     """
 
     name: str
@@ -67,7 +68,7 @@ class Backend:
         """Host chunk -> device chunk, counted as host->device bytes."""
         if not self.copies:
             return chunk
-        return _timed_copy(self._device_copy, chunk, "host-to-device")
+        return _timed_copy(self._device_copy, chunk, _label("host-to-device"))
 
     def _device_copy(self, chunk):
         if self.array_module == "cupy":
@@ -80,14 +81,14 @@ class Backend:
         """Device chunk -> host (NumPy) chunk, counted as device->host bytes."""
         if not self.copies:
             return chunk
-        return _timed_copy(_asnumpy, chunk, "device-to-host")
+        return _timed_copy(_asnumpy, chunk, _label("device-to-host"))
 
     def frame_to_host(self, part, span: str | None):
         """Device partition -> pandas partition, counted as device->host bytes of the
         stage whose span id is ``span`` (from :func:`stage_span`)."""
         if not self.copies:
             return part
-        return _timed_copy(_pandas, part, ("device-to-host", span), _frame_nbytes)
+        return _timed_copy(_pandas, part, _label("device-to-host", span), _frame_nbytes)
 
     def frame_read(self, part, span: str | None):
         """Counts a partition just read as host->device bytes of ``span``'s stage; copies
@@ -101,8 +102,8 @@ class Backend:
         if self.copies:
             from distributed.metrics import context_meter
 
-            context_meter.digest_metric(("host-to-device", span), _frame_nbytes(part),
-                                        "bytes")
+            context_meter.digest_metric(_label("host-to-device", span),
+                                        _frame_nbytes(part), "bytes")
         return part
 
     def frame_write(self, write, path: str, span: str | None, size=os.path.getsize):
@@ -111,22 +112,31 @@ class Backend:
         bytes of ``span``'s stage: the file's ``size(path)``."""
         if not self.copies:
             return write(path)
-        return _timed_copy(write, path, ("device-to-host", span), size)
+        return _timed_copy(write, path, _label("device-to-host", span), size)
 
 
 def stage_span() -> str | None:
     """The id of the span the current stage is built in (``runner.build`` opens one per
     stage), or None outside one.
 
-    dask-expr drops span annotations, so dataframe tasks run in Dask's default span,
-    whatever their stage. Frame copies therefore carry the stage's span id in their
-    metric's label, ``(label, span id)``, and :mod:`pipeline.metrics` adds them to the
-    stage; array copies need not, as their tasks run in the stage's span.
+    A stage's label is its span id. Copies take it from the running callable
+    (:func:`_label`); a dataframe op passes it too, as dask-expr's optimizer rewrites the
+    query, and the stage it ran for is known for sure where the copy was built.
     """
     import dask
 
     ids = dask.get_annotations().get("span", {}).get("ids")
     return ids[-1] if ids else None
+
+
+def _label(kind: str, span: str | None = None) -> tuple[str, str | None]:
+    """A copy's metric label: ``(kind, the stage's label)``, the stage being ``span`` or
+    else the one whose callable is running (None outside a metered task)."""
+    if span is None:
+        from pipeline.accounting.meter import current_label
+
+        span = current_label()
+    return kind, span
 
 
 def _asnumpy(chunk):

@@ -7,9 +7,9 @@ Exit codes: 0 success; 1 the run failed; 2 bad input (one line, no traceback unl
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 import traceback
+from pathlib import Path
 
 from pipeline import ctrl_c
 from pipeline.errors import InputError, PipelineError, one_line
@@ -26,10 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m pipeline",
                 description="Dask-on-GPU pipelines from a workflow file.")
     p.add_argument("--verbose", action="store_true", help="show tracebacks")
+    p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def workflow_args(sp):
-        sp.add_argument("workflow", help="the workflow YAML file")
+    def workflow_args(sp, optional=False):
+        sp.add_argument("workflow", nargs="?" if optional else None,
+                        help="the workflow YAML file")
         sp.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="K=V", help="override a field (YAML value), repeatable")
         sp.add_argument("--backend", choices=("auto", "cpu", "gpu"))
@@ -48,14 +50,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="print only errors and the summary")
     run.add_argument("--cache", metavar="DIR",
                      help="keep every stage's result in DIR and reuse it in later runs")
+    run.add_argument("--no-fuse", action="store_true",
+                     help="keep one task per stage per chunk (no low-level task fusion); "
+                          "per-stage figures are exact either way")
 
     validate = sub.add_parser("validate", help="check a workflow; print its stage DAG")
     workflow_args(validate)
 
-    advise = sub.add_parser("advise", help="per stage: is it worth a GPU?")
-    workflow_args(advise)
+    advise = sub.add_parser("advise", help="per stage: predicted compute; is it worth a GPU?")
+    workflow_args(advise, optional=True)
     advise.add_argument("--measure", action="store_true",
                         help="also time a sample chunk of each stage on the backends present")
+    advise.add_argument("--calibrate", action="store_true",
+                        help="first measure this host's CPU rates (a LocalCluster, 10-20 s) "
+                             "and save them for later advice")
 
     bench = sub.add_parser("bench", help="time workloads: pipeline vs hand-written Dask vs "
                                          "NumPy/pandas (needs the source tree's benchmarks/)")
@@ -76,11 +84,36 @@ def _parser() -> argparse.ArgumentParser:
                        help="the cache folder (default: $PIPELINE_CACHE_DIR or "
                             "~/.cache/pipeline)")
 
+    schema = sub.add_parser("schema", help="print the JSON Schema of the workflow format "
+                                           "(for editors: completion and checking)")
+    schema.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead")
+
+    compare = sub.add_parser("compare", help="stage-by-stage differences between two runs")
+    compare.add_argument("run_a", metavar="RUN_A", help="a run folder or its report.json")
+    compare.add_argument("run_b", metavar="RUN_B", nargs="?",
+                         help="another run (default: RUN_A, compared with its newest "
+                              "earlier run kept in RUN_A.history/)")
+
     doctor = sub.add_parser("doctor", help="check this machine for GPU runs: GPUs, driver, "
                                            "CUDA, libraries, and the fix for each problem")
     doctor.add_argument("--no-import", action="store_true",
                         help="skip test-importing the GPU libraries (done in a child process)")
     return p
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    from pipeline import __version__
+
+    def installed(name):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return (f"pipeline {__version__} (dask {installed('dask')}, "
+            f"distributed {installed('distributed')}, Python {sys.version.split()[0]})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with ctrl_c.handled():
             return {"run": _run, "validate": _validate, "ops": _ops, "doctor": _doctor,
-                    "advise": _advise, "bench": _bench, "cache": _cache}[args.command](args)
+                    "advise": _advise, "bench": _bench, "cache": _cache, "schema": _schema,
+                    "compare": _compare}[args.command](args)
     except PipelineError as e:
         if args.verbose:
             traceback.print_exc()
@@ -98,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted (Ctrl-C); the run folder is left as it was", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as cat does
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as e:  # noqa: BLE001 - a bug of ours: still one line, never a trace
         if args.verbose:
             traceback.print_exc()
@@ -106,16 +145,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _load(args):
+def _load(args, extra=()):
     from pipeline import plan
 
-    return plan.build(_workflow(args))
+    return plan.build(_workflow(args, extra))
 
 
-def _workflow(args):
+def _workflow(args, extra=()):
     from pipeline import api
 
-    overrides = list(args.overrides)
+    overrides = [*args.overrides, *extra]
     if args.backend:
         overrides.append(f"backend={args.backend}")
     return api.load(args.workflow, overrides, output_dir=getattr(args, "output_dir", None),
@@ -162,8 +201,8 @@ def _run(args) -> int:
     result = api.run(_workflow(args), address=args.address,
                      dashboard_address=None if args.no_dashboard
                      else (args.dashboard_address or "keep"),
-                     progress=not args.quiet and sys.stdout.isatty(), cache=args.cache,
-                     echo=echo)
+                     progress=not args.quiet, cache=args.cache,
+                     fuse=False if args.no_fuse else None, echo=echo)
     doc = result.report
     for lost in doc.get("lost_workers", ()):
         gone = "left" if lost["graceful"] else "was lost"
@@ -176,21 +215,19 @@ def _run(args) -> int:
 
 
 def _advise(args) -> int:
-    from pipeline import advise, backends, runner
+    from pipeline import advise
+    from pipeline.advise import calibrate, render
 
-    p = _load(args)
-    built = runner.build(p, backends.CPU, p.workflow.output_dir / ".advise")
-    estimates = advise.estimate(p, built)
-    measured = {}
-    if args.measure:
-        found = [backends.CPU]
-        det = backends.detect()
-        if not det.problem and not det.missing_libs:
-            found.append(backends.GPU)
-        for backend in found:
-            sample_built = runner.build(p, backend, p.workflow.output_dir / ".advise")
-            measured[backend.name] = advise.measure(p, sample_built, backend)
-    print(advise.render(estimates, measured))
+    if args.calibrate:
+        print(f"calibrated: {calibrate.save(calibrate.calibrate_here())}")
+    if args.workflow is None:
+        if not args.calibrate:
+            raise InputError("give a WORKFLOW, or --calibrate", where="advise")
+        return 0
+    rates = calibrate.load()
+    estimates, measured = advise.run(lambda extra=(): _load(args, extra),
+                                     measure=args.measure, rates=rates)
+    print(render.render(estimates, rates, measured))
     return 0
 
 
@@ -218,28 +255,13 @@ def _bench(args) -> int:
 
 
 def _ops(args) -> int:
-    from pipeline import ops
+    from pipeline import ops, optext
     from pipeline.ops import plugins
 
     if args.op:
-        info = ops.get(args.op)
-        source = plugins.origin(info.fn)
-        print(f"{info.name} ({info.family}; inputs: {info.inputs}"
-              + (f"; plugin: {source}" if source else "") + ")")
-        print(inspect.getdoc(info.fn) or "")
-        print("\nparameters:")
-        for param in info.params.values():
-            print(f"  {param.describe()}")
+        print(optext.describe(ops.get(args.op), plugins.origin))
         return 0
-    for family in ("source", "array", "frame", "sink"):
-        members = sorted((i for i in ops.catalogue().values() if i.family == family),
-                         key=lambda i: i.name)
-        if members:
-            print(f"{family}:")
-            for info in members:
-                source = plugins.origin(info.fn)
-                print(f"  {info.name:<14} {info.summary}"
-                      + (f" [plugin: {source}]" if source else ""))
+    print(optext.listing(ops.catalogue(), plugins.origin))
     for name, error in sorted(plugins.FAILED.items()):
         print(f"warning: plugin '{name}' failed to load: {error}", file=sys.stderr)
     return 0
@@ -266,6 +288,35 @@ def _cache(args) -> int:
                else f"{len(m['columns'])} columns"))
         print(f"  {m['key'][:12]}  {human_bytes(int(m.get('bytes') or 0)):>10}  "
               f"{m.get('created', '-'):<25}  {what}")
+    return 0
+
+
+def _schema(args) -> int:
+    import json
+
+    from pipeline import schema
+    from pipeline.report import write_atomic
+
+    text = json.dumps(schema.workflow_schema(), indent=2) + "\n"
+    if not args.output:
+        print(text, end="")
+        return 0
+    try:
+        write_atomic(Path(args.output), text)
+    except OSError as e:
+        raise InputError(f"cannot write: {e.strerror or e}", file=args.output) from None
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _compare(args) -> int:
+    from pipeline import compare
+
+    run_a, run_b = args.run_a, args.run_b
+    if run_b is None:
+        run_a, run_b = compare.previous(args.run_a), args.run_a
+    (file_a, doc_a), (file_b, doc_b) = compare.load(run_a), compare.load(run_b)
+    print(compare.render(doc_a, doc_b, str(file_a.parent), str(file_b.parent)))
     return 0
 
 

@@ -28,35 +28,20 @@ FUNCTIONS: Mapping[str, tuple[int, int]] = {
 }
 
 
-def _traced(x) -> bool:
-    """An array ``cupy.fuse`` traces (pipeline/kernels/cupy_gpu.py): CuPy is imported."""
-    return type(x).__name__ == "_ArrayProxy" and type(x).__module__.startswith("cupy")
-
-
 def _positive(x):
-    """Unary +. Traced arrays have no ``__pos__``; CuPy's ufunc ``positive`` is the same
-    operation."""
-    if _traced(x):
-        import cupy
+    """Unary +. The arrays ``cupy.fuse`` traces (pipeline/kernels/cupy_gpu.py) have no
+    ``__pos__`` (seen on an H200); CuPy's ufunc ``positive`` is the same operation."""
+    if type(x).__name__ == "_ArrayProxy" and type(x).__module__.startswith("cupy"):
+        import cupy  # only reached inside cupy.fuse, so CuPy is there
 
         return cupy.positive(x)
     return +x
 
 
-def _power(x, y):
-    """``x ** y``. NumPy (and CuPy outside a kernel) take ``x ** 0.5`` as ``sqrt(x)``; a
-    traced ``**`` is CUDA's pow: 1 ulp apart at 2.0, inf at -inf (seen on an H200)."""
-    if isinstance(y, float) and y == 0.5 and _traced(x):
-        import cupy
-
-        return cupy.sqrt(x)
-    return x ** y
-
-
 _BINARY = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
     ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
-    ast.Pow: _power, ast.BitAnd: operator.and_, ast.BitOr: operator.or_,
+    ast.Pow: operator.pow, ast.BitAnd: operator.and_, ast.BitOr: operator.or_,
 }
 _UNARY = {ast.USub: operator.neg, ast.UAdd: _positive, ast.Invert: operator.invert}
 _COMPARE = {

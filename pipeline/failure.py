@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from dask.utils import format_bytes
 
 from pipeline import limits
+from pipeline.accounting import meter
 from pipeline.errors import one_line
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -55,11 +56,13 @@ def blamed(dask_scheduler, keys: list) -> dict | None:
 
 
 def diagnose(error: BaseException, *, client=None, futures=(), plan, built,
-             memory_limit: int | None = None, lost_all: str | None = None) -> Failure:
+             memory_limit: int | None = None, lost_all: str | None = None,
+             members: dict | None = None) -> Failure:
     """The :class:`Failure` behind ``error``, raised while computing or writing the run.
 
     ``lost_all``: the worker watch's message when the run was cancelled for want of
-    workers.
+    workers. ``members``: each submitted task's stages (``{key: {label: tasks}}``, from
+    :class:`pipeline.accounting.graph.Prepared`): a fused task runs several.
     """
     task = None
     if client is not None:
@@ -67,10 +70,19 @@ def diagnose(error: BaseException, *, client=None, futures=(), plan, built,
             task = client.run_on_scheduler(blamed, keys=[f.key for f in futures])
         except Exception:  # noqa: BLE001 - the scheduler is gone; say what we know
             task = None
-    stage = _stage(task, built, plan) if task else None
+    by_label = {label: sid for sid, label in built.span_ids.items()}
+    # the stage whose code raised, named by its meter; else the task's span (a fused
+    # task's is its last stage's)
+    stage = by_label.get(getattr(error, meter.STAGE_ATTR, None)) \
+        or (_stage(task, built, plan) if task else None)
     text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     if CSV_LINE.search(text) or CORRUPT.search(text):
         stage = _reader_of(stage, plan)
+    killed = type(error).__name__ == "KilledWorker"
+    if killed and task and members:  # a fused task's memory: its stage of largest chunks
+        fused = {str(k): v for k, v in members.items()}.get(task["key"], {})
+        stage = _largest(stage, [by_label[label] for label in fused if label in by_label],
+                         built)
     op = next((ps.info.name for ps in plan.stages if ps.id == stage), None)
     cause, fix = _cause(error, text, stage, built, memory_limit, lost_all)
     return Failure(stage=stage, op=op, task=task["key"] if task else None,
@@ -94,6 +106,13 @@ def _stage(task: dict, built, plan) -> str | None:
             return ps.id
         seen |= names
     return None
+
+
+def _largest(stage: str | None, stages: list[str], built) -> str | None:
+    """Of ``stages`` (those a fused task ran), the one whose chunks are largest."""
+    sizes = {sid: limits.largest_chunk(built.values[sid]) or 0 for sid in stages
+             if hasattr(built.values.get(sid), "chunks")}
+    return max(sizes, key=sizes.get) if sizes else stage
 
 
 def _reader_of(stage: str | None, plan) -> str | None:

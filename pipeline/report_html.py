@@ -1,9 +1,11 @@
-"""``report.html``: the run's report as one self-contained page, chart included.
+"""``report.html``: the run's report as one self-contained page.
 
-Written from the ``report.json`` document, so the two always agree. The page loads
-nothing from the network (no scripts at all, inline CSS, the chart as a ``data:`` PNG):
-it opens the same on an air-gapped cluster node, attached to an e-mail or from a CI
-artifact.
+Written from the ``report.json`` document, so the two always agree: a timeline of the
+stages, the stage DAG, a chart of time (and of host<->device bytes, where any moved) per
+stage, the figures table, the run's PNG outputs, cluster, versions and the workflow. The
+page loads nothing from the network (no scripts at all, inline CSS, SVG drawings, PNGs
+as ``data:`` URIs): it opens the same on an air-gapped cluster node, attached to an
+e-mail, from a CI artifact, or after the run folder has moved.
 """
 
 from __future__ import annotations
@@ -13,35 +15,47 @@ import html
 import io
 from pathlib import Path
 
-from pipeline.report import describe_output, human_bytes, seconds, write_atomic
+from pipeline import report_svg
+from pipeline.report import (OTHER, RUN, describe_output, figure_notes, human_bytes,
+                             other_row, seconds, write_atomic)
+
+# A PNG output larger than this is linked instead of embedded (plots are ~50 KiB).
+EMBED_MAX_BYTES = 8 << 20
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em;
-       color: #222; max-width: 72em; }
+       color: #222; max-width: 84em; }
 h1 { font-size: 1.6em; margin-bottom: 0.1em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
 .sub { color: #666; margin-top: 0; }
 table { border-collapse: collapse; margin: 0.5em 0; }
-th, td { padding: 0.25em 0.8em; border-bottom: 1px solid #ddd; text-align: left; }
+th, td { padding: 0.25em 0.8em; border-bottom: 1px solid #ddd; text-align: left;
+         white-space: nowrap; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 tr.total td { font-weight: 600; border-top: 2px solid #999; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1.2em; }
 dt { color: #666; } dd { margin: 0; }
 img { max-width: 100%; border: 1px solid #eee; }
+.scroll { overflow-x: auto; }
+figure { margin: 1em 0; } figcaption { color: #666; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; }
 .warn { color: #a40; }
 """
 
 
-def write(path: Path, doc: dict) -> None:
-    """Write ``report.html`` for the report document ``doc``, atomically."""
-    write_atomic(path, render(doc))
+def write(path: Path, doc: dict, files: dict | None = None) -> None:
+    """Write ``report.html`` for the report document ``doc``, atomically.
+
+    ``files``: where to read outputs named in ``doc`` (final path -> the staged file,
+    before the outputs are moved into place)."""
+    write_atomic(path, render(doc, files))
 
 
-def render(doc: dict) -> str:
-    """The page for ``doc`` (a ``report.json`` document)."""
+def render(doc: dict, files: dict | None = None) -> str:
+    """The page for ``doc`` (a ``report.json`` document); ``files`` as for :func:`write`."""
     wf = doc["workflow"]
     title = f"{wf['name']}: run report"
-    png = chart_png(doc["stages"])
+    stages = doc["stages"]
+    timeline = report_svg.timeline(stages)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -50,12 +64,19 @@ def render(doc: dict) -> str:
         f'<p class="sub">{_e(wf.get("description") or "")}</p>',
         _failure(doc.get("failure")),
         _summary(doc),
-        "<h2>Time and transfers per stage</h2>",
-        f'<img id="chart" alt="time and bytes host&lt;-&gt;device per stage" '
-        f'src="data:image/png;base64,{base64.b64encode(png).decode()}">',
+        "<h2>Timeline</h2>",
+        f'<div class="scroll">{timeline}</div>' if timeline else
+        '<p class="sub">No stage has a time of its own in this run.</p>',
+        '<p class="sub">Each bar runs from the stage\'s first task starting to its last one '
+        "ending; stages overlap where Dask runs them side by side.</p>" if timeline else "",
+        "<h2>Stage graph</h2>",
+        f'<div class="scroll">{report_svg.dag(stages, edges(doc))}</div>',
+        '<p class="sub">Shade: the stage\'s share of the compute time.</p>',
+        _chart_section(stages),
         "<h2>Stages</h2>",
-        _stage_table(doc["stages"], doc["totals"]),
+        _stage_table(stages, doc["totals"]),
         _outputs(doc.get("outputs", [])),
+        _plots(doc.get("outputs", []), files or {}),
         _notes(doc),
         "<h2>Cluster</h2>",
         _dl(_cluster_items(doc.get("cluster", {}))),
@@ -68,6 +89,23 @@ def render(doc: dict) -> str:
         "</body></html>",
     ]
     return "\n".join(p for p in parts if p) + "\n"
+
+
+def edges(doc: dict) -> list[tuple[str, str]]:
+    """``(from, to)`` stage ids: each stage's ``upstream`` (inputs and stage-valued
+    parameters, as the planner found them), or for a report without it, the inputs
+    named in the workflow."""
+    out = []
+    specs = {st.get("id"): st for st in (doc["workflow"].get("spec") or {}).get("stages", [])
+             if isinstance(st, dict)}
+    for s in doc["stages"]:
+        ups = s.get("upstream")
+        if ups is None:
+            st = specs.get(s["id"], {})
+            named = st.get("inputs", [st["input"]] if "input" in st else [])
+            ups = list(named.values()) if isinstance(named, dict) else list(named)
+        out += [(str(u), s["id"]) for u in ups]
+    return out
 
 
 def prefetch() -> None:
@@ -87,47 +125,98 @@ def prefetch() -> None:
     threading.Thread(target=warm, name="pipeline-chart-prefetch").start()
 
 
+def _chart_section(stages: list[dict]) -> str:
+    panels = chart_panels(stages)
+    if not panels:
+        return ""
+    heading = {"time": "time", "transfers": "transfers", "rows": "rows"}
+    title = "Per stage: " + ", ".join(heading[p] for p in panels)
+    note = "" if "transfers" in panels else (
+        '<p class="sub">No bytes moved between host and device (chunks stay where they '
+        "are made).</p>")
+    png = chart_png(stages)
+    return (f"<h2>{title}</h2>\n"
+            f'<img id="chart" alt="{_e(title.lower())}" data-panels="{" ".join(panels)}" '
+            f'src="data:image/png;base64,{base64.b64encode(png).decode()}">{note}')
+
+
+def chart_panels(stages: list[dict]) -> list[str]:
+    """The chart's panels, each only where it has something to show: time (any stage
+    timed), transfers (any bytes moved host<->device), rows (table stages' output)."""
+    panels = []
+    if any(s.get("wall_s") is not None or s.get("compute_s") is not None for s in stages):
+        panels.append("time")
+    if any(s.get("h2d_bytes") or s.get("d2h_bytes") for s in stages):
+        panels.append("transfers")
+    if any((s.get("output") or {}).get("rows") is not None for s in stages):
+        panels.append("rows")
+    return panels
+
+
 def chart_png(stages: list[dict]) -> bytes:
-    """Two bar charts side by side: seconds and bytes host<->device, per stage."""
+    """Bars per stage, one panel per :func:`chart_panels` entry, sharing the stage axis."""
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
+    panels = chart_panels(stages)
     ids = [s["id"] for s in stages][::-1]  # first stage at the top
     y = list(range(len(ids)))
-    fig = Figure(figsize=(10, 1.6 + 0.42 * len(ids)), dpi=100, layout="constrained")
-    t_ax, b_ax = fig.subplots(1, 2, sharey=True)
-    h = 0.38
-    # None: a dataframe stage whose time dask-expr does not separate; drawn as no bar
-    wall = [s["wall_s"] or 0 for s in stages][::-1]
-    compute = [s["compute_s"] or 0 for s in stages][::-1]
-    t_ax.barh([v + h / 2 for v in y], wall, h, label="wall (first task to last)",
-              color="#4c72b0")
-    t_ax.barh([v - h / 2 for v in y], compute, h, label="compute (sum over threads)",
-              color="#dd8452")
-    t_ax.set_xlabel("seconds")
-    t_ax.set_title("time per stage")
-    t_ax.set_yticks(y, ids)
-    t_ax.legend(loc="best", fontsize="small")
-
-    h2d = [s["h2d_bytes"] for s in stages][::-1]
-    d2h = [s["d2h_bytes"] for s in stages][::-1]
-    scale, unit = _byte_unit(max([*h2d, *d2h, 1]))
-    b_ax.barh([v + h / 2 for v in y], [b / scale for b in h2d], h, label="host -> device",
-              color="#55a868")
-    b_ax.barh([v - h / 2 for v in y], [b / scale for b in d2h], h, label="device -> host",
-              color="#c44e52")
-    b_ax.set_xlabel(unit)
-    b_ax.set_title("bytes moved host <-> device per stage")
-    b_ax.legend(loc="best", fontsize="small")
-    if not any(h2d) and not any(d2h):
-        b_ax.set_xlim(0, 1)
-        b_ax.text(0.5, 0.5, "no host<->device copies\n(chunks stay where they are made)",
-                  transform=b_ax.transAxes, ha="center", va="center", color="#666")
-    for ax in (t_ax, b_ax):
+    fig = Figure(figsize=(2 + 4 * len(panels), 1.6 + 0.3 * len(ids)), dpi=100,
+                 layout="constrained")
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for ax, panel in zip(axes, panels):
+        {"time": _time_panel, "transfers": _transfer_panel, "rows": _rows_panel}[panel](
+            ax, stages[::-1], y)
         ax.grid(axis="x", alpha=0.3)
         ax.set_axisbelow(True)
+    axes[0].set_yticks(y, ids)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+BAR_H = 0.38  # two bars side by side per stage
+
+
+def _time_panel(ax, stages: list[dict], y: list[int]) -> None:
+    wall = [s.get("wall_s") for s in stages]
+    compute = [s.get("compute_s") for s in stages]
+    ax.barh([v + BAR_H / 2 for v in y], [w or 0 for w in wall], BAR_H,
+            label="wall (first task to last)", color="#4c72b0")
+    ax.barh([v - BAR_H / 2 for v in y], [c or 0 for c in compute], BAR_H,
+            label="compute (sum over threads)", color="#dd8452")
+    longest = max([w or 0 for w in wall] + [c or 0 for c in compute])
+    ax.set_xlim(0, longest * 1.05 if longest > 0 else 1)
+    for v, w, c in zip(y, wall, compute):
+        if w is None and c is None:  # say so, rather than draw a bar of 0
+            ax.text(0, v, " not separated", va="center", color="#888", fontsize="small")
+    ax.set_xlabel("seconds")
+    ax.set_title("time")
+    ax.legend(loc="best", fontsize="small")
+
+
+def _transfer_panel(ax, stages: list[dict], y: list[int]) -> None:
+    h2d = [s.get("h2d_bytes") or 0 for s in stages]
+    d2h = [s.get("d2h_bytes") or 0 for s in stages]
+    scale, unit = _byte_unit(max([*h2d, *d2h, 1]))
+    ax.barh([v + BAR_H / 2 for v in y], [b / scale for b in h2d], BAR_H,
+            label="host -> device", color="#55a868")
+    ax.barh([v - BAR_H / 2 for v in y], [b / scale for b in d2h], BAR_H,
+            label="device -> host", color="#c44e52")
+    ax.set_xlabel(unit)
+    ax.set_title("bytes host <-> device")
+    ax.legend(loc="best", fontsize="small")
+
+
+def _rows_panel(ax, stages: list[dict], y: list[int]) -> None:
+    rows = [(s.get("output") or {}).get("rows") for s in stages]
+    ax.barh(y, [r or 0 for r in rows], 2 * BAR_H, color="#8172b3")
+    ax.set_xscale("symlog", linthresh=1)  # 16 airlines and 20 million flights alike
+    ax.set_xlim(0, max(r or 0 for r in rows) * 8)  # room for the counts' labels
+    for v, r in zip(y, rows):
+        if r is not None:
+            ax.text(r, v, f" {r:,}", va="center", fontsize="small")
+    ax.set_xlabel("rows (log scale)")
+    ax.set_title("table rows out")
 
 
 def _byte_unit(largest: float) -> tuple[float, str]:
@@ -173,7 +262,8 @@ def _stage_table(stages: list[dict], totals: dict) -> str:
                       for h in head) + "</tr></thead><tbody>"]
     for s in stages:
         out = s.get("output", {})
-        cells = [_td(s["id"]), _td(s["op"]), _num(seconds(s["wall_s"], 3)),
+        timed = s.get("start") is not None  # else no task of its own: no wall time
+        cells = [_td(s["id"]), _td(s["op"]), _num(seconds(s["wall_s"] if timed else None, 3)),
                  _num(seconds(s["compute_s"], 3)), _num(str(s.get("tasks", ""))),
                  _num(_bytes(s["h2d_bytes"])), _num(_bytes(s["d2h_bytes"]))]
         if peaks:
@@ -182,12 +272,20 @@ def _stage_table(stages: list[dict], totals: dict) -> str:
         size = out.get("bytes")
         cells += [_td(describe_output(out)), _num("" if size is None else _bytes(size))]
         rows.append(f'<tr id="stage-{_e(s["id"])}">{"".join(cells)}</tr>')
+    other = other_row(totals)
+    if other:  # as in the terminal's table: the stages' compute plus this is the run's
+        rows.append('<tr id="other">' + "".join(
+            [_td(OTHER), _td(""), _num(""), _num(seconds(other["compute_s"], 3)),
+             _num(str(other["tasks"] or "")), _num(_bytes(other["h2d_bytes"])),
+             _num(_bytes(other["d2h_bytes"])), *([_num("")] if peaks else []),
+             _td("Dask's own work inside tasks"), _num("")]) + "</tr>")
     rows.append('<tr class="total">' + "".join(
-        [_td("total"), _td(""), _num(f"{totals['wall_s']:.3f}"),
+        [_td(RUN), _td(""), _num(f"{totals['wall_s']:.3f}"),
          _num(f"{totals['compute_s']:.3f}"), _num(str(sum(s.get("tasks", 0) for s in stages))),
          _num(_bytes(totals["h2d_bytes"])), _num(_bytes(totals["d2h_bytes"])),
          *([_num("")] if peaks else []), _td(""), _num("")]) + "</tr>")
     rows.append("</tbody></table>")
+    rows += [f'<p class="sub">{_e(n)}</p>' for n in figure_notes(stages)]
     return "\n".join(rows)
 
 
@@ -197,6 +295,28 @@ def _outputs(files: list[dict]) -> str:
     items = "".join(f"<li><code>{_e(Path(f['path']).name)}</code> ({_bytes(f['bytes'])})</li>"
                     for f in files)
     return f"<h2>Outputs</h2><ul id=\"outputs\">{items}</ul>"
+
+
+def _plots(outputs: list[dict], files: dict) -> str:
+    """The run's PNG outputs, embedded, so the page shows them wherever it is opened."""
+    figures = []
+    for f in outputs:
+        name = Path(f["path"]).name
+        staged = files.get(f["path"], f["path"])
+        if not name.lower().endswith(".png") or not isinstance(staged, (str, Path)):
+            continue  # not a plot, or one on remote storage: linked from outputs only
+        path = Path(staged)
+        try:
+            data = path.read_bytes() if path.stat().st_size <= EMBED_MAX_BYTES else None
+        except OSError:
+            continue  # moved or deleted since the run: the outputs list still names it
+        name = _e(name)
+        img = (f'<img alt="{name}" src="data:image/png;base64,'
+               f'{base64.b64encode(data).decode()}">' if data is not None else
+               f'<a href="{name}">{name}</a> (too large to embed)')
+        figures.append(f'<figure class="plot" data-file="{name}">{img}'
+                       f"<figcaption>{name}</figcaption></figure>")
+    return "<h2>Plots</h2>" + "".join(figures) if figures else ""
 
 
 def _notes(doc: dict) -> str:

@@ -1,17 +1,18 @@
-"""Executes a plan: builds every stage lazily, computes all sinks as one graph, then moves
-the outputs into place and writes the report.
+"""Executes a plan: builds every stage lazily, computes all sinks as one graph in the run's
+staging folder, then writes the report and swaps the folder in (:mod:`pipeline.runfolder`).
 
 Building the whole workflow first means every problem knowable from shapes, dtypes and
 file headers is reported before any compute. Computing one graph lets Dask share
 intermediates between stages (an intermediate feeding several stages is computed once
-and dropped when its last consumer is done) and fuse element-wise chains. Each stage's
-tasks are tagged with a ``stage:<id>`` span, which is how per-stage times and transfer
-bytes are measured, and how the dashboard groups them.
+and dropped when its last consumer is done) and fuse tasks (:mod:`pipeline.accounting`
+keeps per-stage time and transfer bytes exact under fusion). Each stage is built inside a
+``stage:<id>`` span, whose id labels its figures; a task that does one stage's work
+carries that span on the dashboard. A run that fails files its report in the run folder's
+history (:mod:`pipeline.runreport`) and leaves the folder as it was.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -22,9 +23,11 @@ from typing import Any
 import dask
 import dask.array as da
 
-from pipeline import failure, limits, metrics, report, report_html, storage
+from pipeline import limits, metrics, report_html, runreport, storage
+from pipeline.accounting import graph
+from pipeline.accounting.stagemap import StageMap
 from pipeline.backends import Backend
-from pipeline.errors import InputError, OpError, RunFailed
+from pipeline.errors import InputError, OpError
 from pipeline.memory import MemorySampler
 from pipeline.ops.context import Context
 from pipeline.perf_report import PerformanceReport
@@ -32,9 +35,16 @@ from pipeline.plan import Plan
 from pipeline.runfolder import RunFolder
 from pipeline.watch import WorkerWatch
 
-# Dask's low-level task fusion drops span annotations; blockwise fusion (element-wise
-# chains into one task per chunk) still happens with it off.
+# The unfused mode (`--no-fuse`, ``pipeline.fuse: false``): one task per stage per chunk,
+# each in its stage's span (blockwise fusion of element-wise chains within a stage still
+# happens). Also what `advise --measure` builds under, as it reads spans.
 COMPUTE_CONFIG = {"optimization.fuse.active": False}
+
+
+def fuse_default() -> bool:
+    """Whether runs fuse tasks: the Dask config key ``pipeline.fuse`` (default true; e.g.
+    ``DASK_PIPELINE__FUSE=false``), which ``--no-fuse`` and ``run(fuse=False)`` override."""
+    return bool(dask.config.get("pipeline.fuse", True))
 
 
 @dataclass
@@ -50,10 +60,18 @@ class Built:
     outputs: list[PurePosixPath] = field(default_factory=list)
     remote_outputs: list[tuple[storage.Remote, storage.Remote]] = field(default_factory=list)
     outside_reads: list[str] = field(default_factory=list)
+    run_span: str | None = None
+    # span id -> the span annotation its tasks carry (the stages' and the run's)
+    spans: dict[str, dict] = field(default_factory=dict)
 
     def staged(self) -> list[tuple[PurePosixPath, Path]]:
         """Each output's relative path and where it is written in the staging folder."""
         return [(rel, self.staging_dir / rel) for rel in self.outputs]
+
+    def results(self, plan: Plan) -> dict[str, Any]:
+        """Each stage's lazy result (a sink's collection for a sink), in DAG order."""
+        return {ps.id: built if (built := self.values.get(ps.id)) is not None
+                else self.sinks[ps.id].collection for ps in plan.stages}
 
 
 def build(plan: Plan, backend: Backend, staging_dir: Path, cache=None) -> Built:
@@ -71,7 +89,10 @@ def build(plan: Plan, backend: Backend, staging_dir: Path, cache=None) -> Built:
 
     wf = plan.workflow
     built = Built(staging_dir)
-    with dask.config.set({**backend.dask_config, **COMPUTE_CONFIG}), span(f"run:{wf.name}"):
+    with dask.config.set({**backend.dask_config, **COMPUTE_CONFIG}), \
+            span(f"run:{wf.name}") as run_span:
+        built.run_span = run_span
+        built.spans[run_span] = dask.get_annotations()["span"]
         for ps in plan.stages:
             ctx = Context(stage=ps.stage, backend=backend, base_dir=wf.base_dir,
                           output_dir=wf.output_dir, staging_dir=staging_dir,
@@ -83,7 +104,8 @@ def build(plan: Plan, backend: Backend, staging_dir: Path, cache=None) -> Built:
             args = [dict(zip((n for n, _ in ps.stage.inputs), inputs))] \
                 if ps.info.inputs == "mapping" else inputs
             with span(f"stage:{ps.id}") as span_id, warnings.catch_warnings():
-                # dask-expr warns that it ignores annotations; metrics.py accounts for it
+                # dask-expr warns that it ignores annotations; pipeline.accounting maps
+                # its expressions to stages instead
                 warnings.filterwarnings("ignore", "Dask annotations .* detected")
                 try:
                     _check_kinds(ps, built.values)
@@ -95,6 +117,7 @@ def build(plan: Plan, backend: Backend, staging_dir: Path, cache=None) -> Built:
                     _check_size(value)
                 except InputError as e:
                     raise e.located(where=ps.stage.where, file=wf.label) from None
+                built.spans[span_id] = dask.get_annotations()["span"]
             built.span_ids[ps.id] = span_id
             if ps.info.family == "sink":
                 built.sinks[ps.id] = value
@@ -149,13 +172,15 @@ def output_info(value) -> dict:
 
 
 def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
-        cache=None, folder: RunFolder | None = None) -> dict:
+        cache=None, fuse: bool | None = None, folder: RunFolder | None = None) -> dict:
     """Run the plan on ``session``'s cluster and return the report (also written).
 
-    ``progress``: draw per-stage progress on stdout (True) or on the given terminal stream.
-    ``cache``: the run's :class:`pipeline.cache.stages.StageCache`, if any.
-    ``folder``: the entered :class:`RunFolder` of ``output_dir`` (:func:`pipeline.run`
-    opens it before the cluster starts); by default the run opens its own.
+    ``progress``: show per-stage progress on stdout (True) or on the given stream: redrawn
+    in place on a terminal, plain lines and a heartbeat otherwise. ``cache``: the run's
+    :class:`pipeline.cache.stages.StageCache`, if any. ``fuse``: let Dask fuse tasks
+    (None: :func:`fuse_default`); False keeps one task per stage per chunk. ``folder``:
+    the entered :class:`RunFolder` of ``output_dir`` (:func:`pipeline.run` opens it before
+    the cluster starts); by default the run opens its own.
 
     Raises
     ------
@@ -167,7 +192,9 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
     """
     if folder is None:
         with RunFolder(plan.workflow.output_dir) as own:
-            return run(plan, backend, session, progress=progress, cache=cache, folder=own)
+            return run(plan, backend, session, progress=progress, cache=cache, fuse=fuse,
+                       folder=own)
+    fuse = fuse_default() if fuse is None else fuse
     built = None  # nothing is written while building: a failure there leaves nothing
     try:
         built = build(plan, backend, folder.staging, cache)
@@ -182,7 +209,7 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
         except InputError as e:
             raise e.located(file=plan.workflow.label) from None
         return _execute(plan, backend, session, folder, built, computed, memory_limit,
-                        progress, cache)
+                        progress, cache, fuse)
     finally:
         if cache:
             cache.close()  # drops what is not committed (the run failed)
@@ -191,18 +218,22 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
 
 
 def _execute(plan: Plan, backend: Backend, session, folder: RunFolder, built: Built,
-             computed: set[str], memory_limit: int | None, progress, cache) -> dict:
+             computed: set[str], memory_limit: int | None, progress, cache,
+             fuse: bool) -> dict:
     """Compute the built plan, write its reports and swap the run folder in; or file the
     failed run's report and raise :class:`RunFailed`."""
-    from distributed import wait
-
     client, staging = session.client, folder.staging
     row_counts = {sid: v.shape[0] for sid, v in built.values.items()
                   if sid in computed and hasattr(v, "columns")}
+    labels = built.span_ids
+    # a cache entry is written by the stage whose result it keeps
+    owners = {sid: sid.removeprefix("cache:") for sid in built.sinks}
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    futures, watch, memory = [], None, None
-    perf = PerformanceReport(staging / "performance-report.html", _workflow_text(plan.workflow))
+    run = _Submitted()
+    memory, prepared = None, None
+    perf = PerformanceReport(staging / "performance-report.html",
+                             runreport.workflow_text(plan.workflow))
     try:
         if cache or _uses_zarr(plan):
             # zarr 3 imports itself circularly: a fresh worker importing it in two
@@ -212,32 +243,36 @@ def _execute(plan: Plan, backend: Backend, session, folder: RunFolder, built: Bu
             client.run(_import_zarr)
         for rel in built.outputs:  # the sinks write in place inside the staging folder
             (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-        with dask.config.set({**backend.dask_config, **COMPUTE_CONFIG}), perf, \
-                MemorySampler(client) as memory:
+        with dask.config.set({**backend.dask_config}), perf, MemorySampler(
+                client, device=backend.array_module == "cupy") as memory:
             sinks = list(built.sinks.values())
-            futures = _compute(client, [*(p.collection for p in sinks), *row_counts.values()])
-            watch = WorkerWatch(client, futures, session.address).start()
-            report_html.prefetch()
-            try:
-                if progress:
-                    from pipeline import progress as show
-
-                    show.wait(client, futures, built.span_ids,
-                              None if progress is True else progress)
-                wait(futures)  # raises when the run was cancelled (no worker left)
-                results = client.gather(futures)
-            finally:
-                watch.stop()
+            stage_map = StageMap.from_build(built.results(plan), labels,
+                                            {ps.id: ps.upstream for ps in plan.stages})
+            prepared = graph.prepare(
+                [*(p.collection for p in sinks), *row_counts.values()],
+                [labels[sid] for sid in [*owners.values(), *row_counts]], stage_map,
+                fuse=fuse, spans=built.spans, run_label=built.run_span)
+            results = run.gather(session, prepared, labels, progress)
         rows = dict(zip(row_counts, results[len(sinks):]))
-        stage_metrics = metrics.stage_metrics(client, built.span_ids)
+        stage_metrics, other = metrics.stage_metrics(client, labels, built.run_span,
+                                                     prepared.tasks)
         perf.render(client)  # the scheduler renders it while this thread writes the rest
         try:
             for pending, result in zip(sinks, results):
                 if pending.finish:
                     pending.finish(result)
-            doc = _document(plan, backend, session, built, computed, rows, stage_metrics,
-                            started, time.perf_counter() - t0, memory, watch, None, cache)
-            _write_reports(staging, doc)
+            for ps in plan.stages:
+                # tasks identical to an earlier stage's are computed once, counted there
+                stage_metrics[ps.id]["shares_with"] = sorted(
+                    sid for sid, label in labels.items()
+                    if label in stage_map.shared.get(labels[ps.id], ()))
+            accounting = {**metrics.accounting(fuse), "scheduler_tasks": prepared.submitted}
+            doc = runreport.document(
+                plan, backend, session, built, computed=computed, rows=rows,
+                stage_metrics=stage_metrics, other=other, started=started,
+                wall=time.perf_counter() - t0, memory=memory, watch=run.watch,
+                accounting=accounting, cache=cache)
+            runreport.write(staging, doc, built)  # plots: read where staged
         finally:
             perf.wait()
         for staged, final in built.remote_outputs:  # URLs first: the fallible part
@@ -246,166 +281,58 @@ def _execute(plan: Plan, backend: Backend, session, folder: RunFolder, built: Bu
     except InputError:
         raise
     except Exception as e:  # a task's own exception re-raised by gather, or a write's
-        raise _failed(e, folder, started, t0, plan=plan, backend=backend, session=session,
-                      built=built, computed=computed, futures=futures, watch=watch,
-                      memory=memory, memory_limit=memory_limit, perf=perf) from e
+        raise runreport.failed(
+            e, folder, plan=plan, backend=backend, session=session, built=built,
+            computed=computed, started=started, t0=t0, futures=run.futures,
+            watch=run.watch, memory=memory, memory_limit=memory_limit, perf=perf,
+            prepared=prepared) from e
     return doc
 
 
-def _workflow_text(wf) -> str:
-    """The workflow as YAML, for the performance report's "Calling Code" section."""
-    import yaml
+@dataclass
+class _Submitted:
+    """The run's futures and worker watch, kept for the diagnosis when it fails."""
 
-    return f"# {wf.label or 'a workflow given as a mapping'}\n" \
-        + yaml.safe_dump(storage.redacted(wf.raw), sort_keys=False)
+    futures: list = field(default_factory=list)
+    watch: WorkerWatch | None = None
 
+    def gather(self, session, prepared: graph.Prepared, labels: dict[str, str],
+               progress) -> list:
+        """Submit the prepared graph and wait for it, showing progress; its results.
 
-def _failed(error: Exception, folder: RunFolder, started: datetime, t0: float, *, plan,
-            backend, session, built, computed, futures, watch, memory, memory_limit,
-            perf: PerformanceReport) -> RunFailed:
-    """File the failed run's report in the run folder's history (with Dask's performance
-    report of it, where the scheduler can still render it); the error to raise."""
-    found = failure.diagnose(error, client=session.client, futures=futures, plan=plan,
-                             built=built, memory_limit=memory_limit,
-                             lost_all=watch.failure if watch else None)
-    try:
-        stage_metrics = metrics.stage_metrics(session.client, built.span_ids)
-    except Exception:  # noqa: BLE001 - the scheduler may be gone; report what we know
-        stage_metrics = {}
-    try:
-        perf.render(session.client)
-        perf.wait()
-    except Exception:  # noqa: BLE001 - not started, or the scheduler is gone: no report
-        pass
-    doc = _document(plan, backend, session, built, computed, {}, stage_metrics, started,
-                    time.perf_counter() - t0, memory, watch, found, None)
-    try:
-        entry = folder.fail(started, lambda into: _write_reports(into, doc))
-        where = f"report: {entry / 'report.json'}"
-    except OSError as e:  # e.g. the disk is still full: the line says it all
-        where = f"no report written: {e.strerror or e}"
-    return RunFailed(f"the run failed: {found.exception[:300]}",
-                     where=f"stages.{found.stage}" if found.stage else None,
-                     hint=f"{found.cause}; fix: {found.fix}; {where}")
+        Raises
+        ------
+        Exception
+            A task's own exception (re-raised by gather), or CancelledError when the
+            workers were lost (``watch.failure`` says so).
+        """
+        from distributed import wait
+
+        client = session.client
+        shown = None
+        if progress:
+            from pipeline import progress as show
+
+            shown = show.start(client, prepared, labels,
+                               None if progress is True else progress)
+        self.futures = graph.submit(client, prepared)
+        self.watch = WorkerWatch(client, self.futures, session.address).start()
+        report_html.prefetch()
+        try:
+            if shown:
+                shown.wait(self.futures)
+            wait(self.futures)  # raises when the run was cancelled (no worker left)
+            return client.gather(self.futures)
+        finally:
+            self.watch.stop()
+            if shown:
+                shown.stop()
 
 
 def _memory_limit(client) -> int | None:
     """The smallest worker's memory limit in bytes (None: no worker has one)."""
     limits_ = [w.get("memory_limit") for w in client.scheduler_info()["workers"].values()]
     return min((m for m in limits_ if m), default=None)
-
-
-def _document(plan: Plan, backend: Backend, session, built: Built, computed: set[str],
-              rows: dict, stage_metrics: dict, started: datetime, wall: float, memory, watch,
-              found: failure.Failure | None, cache) -> dict:
-    """The report.json document: of a finished run, or (``found``) of a failed one, with
-    what was measured before it failed. ``cache``: the run's StageCache, if any."""
-    wf = plan.workflow
-    no_peaks = {"peak_host_bytes": None, "peak_device_bytes": None}
-    stages = []
-    for ps in plan.stages:
-        value = built.values.get(ps.id)
-        out = output_info(value) if value is not None else {"kind": "sink"}
-        if ps.id in rows:
-            out["rows"] = int(rows[ps.id])
-        m = stage_metrics.get(ps.id) or metrics.empty()
-        if _touches_frame(built, ps):
-            m.update(wall_s=None, compute_s=None)  # not separated: see _touches_frame
-        peaks = memory.peaks(m["start"], m["stop"]) if memory else no_peaks
-        stages.append({"id": ps.id, "op": ps.info.name, "computed": ps.id in computed,
-                       "cached": bool(cache and ps.id in cache.hits), **m, **peaks,
-                       "output": out})
-    totals = {"wall_s": wall, **{k: sum(s[k] or 0 for s in stages)
-                                 for k in ("compute_s", "h2d_bytes", "d2h_bytes",
-                                           *metrics.SPILL_FIELDS.values())},
-              **(memory.peaks(-float("inf"), float("inf")) if memory else no_peaks)}
-    return {
-        "status": "failed" if found else "ok",
-        "workflow": {"name": wf.name, "description": wf.description, "path": wf.label,
-                     "spec": storage.redacted(wf.raw)},
-        "backend": backend.name,
-        "cluster": {"kind": session.kind, "address": session.address,
-                    "n_workers": session.n_workers, "dashboard": session.dashboard_link,
-                    "array_chunk_bytes": backend.chunk_bytes},
-        "versions": report.versions(),
-        "started": started.isoformat(timespec="seconds"),
-        "stages": stages,
-        "totals": totals,
-        # local ones relative to the run folder, so they hold wherever it is moved
-        "outputs": [] if found else _outputs(built),
-        "reads_outside_workflow_folder": list(built.outside_reads),
-        "warnings": list(plan.warnings) + (cache.warnings if cache else []),
-        "lost_workers": watch.lost if watch else [],
-        **({"failure": found.as_dict()} if found else {}),
-    }
-
-
-def _outputs(built: Built) -> list[dict]:
-    """The outputs of a finished run and their sizes, read where they are staged."""
-    return [*({"path": str(rel), "bytes": _size(staged)} for rel, staged in built.staged()),
-            *({"path": final.url, "bytes": storage.size(staged)}
-              for staged, final in built.remote_outputs)]
-
-
-def _write_reports(folder: Path, doc: dict) -> None:
-    report.write_json(folder / "report.json", doc)
-    report_html.write(folder / "report.html", doc)
-
-
-def _compute(client, collections: list) -> list:
-    """``client.compute`` the collections, dask-expr ones (dataframes) and graph-backed ones
-    (arrays, delayed) in separate calls, as Dask asks; identical keys are still shared on
-    the scheduler. Futures come back in the order of ``collections``."""
-    futures: list = [None] * len(collections)
-    for is_expr in (True, False):
-        picked = [i for i, c in enumerate(collections) if hasattr(c, "expr") == is_expr]
-        if picked:
-            sent = [c if is_expr else _Configured(c, COMPUTE_CONFIG)
-                    for c in (collections[i] for i in picked)]
-            for i, f in zip(picked, client.compute(sent)):
-                futures[i] = f
-    return futures
-
-
-class _Configured:
-    """A graph-backed collection whose graph is optimized under ``config`` wherever that
-    happens. The scheduler optimizes the graphs it is sent, under its own Dask config: a
-    scheduler in another process (``--address``) has low-level fusion on, which fuses
-    each stage's tasks with its neighbours' and drops their stage spans, and every
-    stage's metrics came out 0."""
-
-    def __init__(self, collection, config: dict):
-        self.collection, self.config = collection, dict(config)
-
-    def __dask_graph__(self):
-        return self.collection.__dask_graph__()
-
-    def __dask_keys__(self):
-        return self.collection.__dask_keys__()
-
-    def __dask_postcompute__(self):
-        return self.collection.__dask_postcompute__()
-
-    def __dask_tokenize__(self):
-        return dask.base.tokenize(self.collection), sorted(self.config.items())
-
-    @property
-    def __dask_optimize__(self):
-        return functools.partial(_optimize_under, self.collection.__dask_optimize__,
-                                 self.config)
-
-
-def _optimize_under(optimize, config: dict, dsk, keys, **kwargs):
-    """``optimize(dsk, keys)`` under ``config`` (runs on the scheduler)."""
-    with dask.config.set(config):
-        return optimize(dsk, keys, **kwargs)
-
-
-def _touches_frame(built: Built, ps) -> bool:
-    """Whether a stage makes or takes a dataframe. dask-expr plans a dataframe query as a
-    whole and ignores span annotations, so such a stage's time is not separated."""
-    values = [built.values.get(ps.id), *(built.values.get(r) for r in ps.upstream)]
-    return any(hasattr(v, "columns") for v in values)
 
 
 def _import_zarr() -> None:
@@ -429,9 +356,3 @@ def _upstream_of_sinks(plan: Plan, cached: set[str] = frozenset()) -> set[str]:
             if sid not in cached:
                 todo.extend(by_id[sid].upstream)
     return needed
-
-
-def _size(path: Path) -> int:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size

@@ -1,11 +1,16 @@
-"""Calling ops directly in tests, through the registry's parameter binding."""
+"""Calling ops directly in tests, through the registry's parameter binding; loading a
+workflow written in a test; a test-only op whose tasks take a known time."""
 
 from __future__ import annotations
+
+import textwrap
+import time
 
 import numpy as np
 import pytest
 
-from pipeline import ops
+from pipeline import ops, plan, spec
+from pipeline.ops.registry import REGISTRY
 
 # dask 2026.7.1's parquet reader (dask/dataframe/io/parquet/arrow.py) calls
 # DataFrame.reset_index(inplace=True), which pandas 3.1 deprecates; our code cannot avoid
@@ -26,3 +31,37 @@ def host(x) -> np.ndarray:
     value = x.compute(scheduler="sync") if hasattr(x, "compute") else x
     get = getattr(value, "get", None)
     return np.asarray(get() if callable(get) else value)
+
+
+def load_workflow(tmp_path, text: str):
+    """The plan of the workflow ``text`` (YAML, indented as in the test), run folder
+    ``tmp_path/out``."""
+    path = tmp_path / "wf.yaml"
+    path.write_text(textwrap.dedent(text))
+    return plan.build(spec.load(path, output_dir=tmp_path / "out"))
+
+
+# (seconds asked, seconds the nap took) of each `sleepy` chunk: on an in-process cluster
+# the workers' threads append here, so a test knows what each stage's code really took
+NAPS: list[tuple[float, float]] = []
+
+
+def _nap(block, seconds):
+    t0 = time.perf_counter()
+    time.sleep(seconds)
+    NAPS.append((seconds, time.perf_counter() - t0))
+    return block + 1
+
+
+@pytest.fixture
+def sleepy_op():
+    """A test-only op, ``sleepy``: ``x + 1`` after a nap of ``seconds`` per chunk (see
+    :data:`NAPS`)."""
+    @ops.op("sleepy", family="array")
+    def sleepy(ctx, x, *, seconds: float):
+        """Naps, then adds one."""
+        return x.map_blocks(_nap, seconds, dtype=x.dtype)
+
+    NAPS.clear()
+    yield NAPS
+    del REGISTRY["sleepy"]

@@ -126,7 +126,7 @@ def test_ops_lists_and_describes(capsys):
     for name in ("random", "read", "rfft", "convolve", "svd", "write"):
         assert f"  {name} " in listing
     assert main(["ops", "quantile"]) == 0
-    assert "q: number or list of number" in capsys.readouterr().out
+    assert "  q     number or list of number; required" in capsys.readouterr().out
     assert main(["ops", "quantil"]) == 2
     assert "did you mean 'quantile'" in capsys.readouterr().err
 

@@ -1,6 +1,7 @@
-"""The docker-compose deploy, checked without a Docker engine: the file against the Compose
-specification, every service's command against the CLI that will run it, the settings in
-.env, and the Dockerfile's base image against our RAPIDS pins."""
+"""The docker-compose deploy, checked without a Docker engine: the files against the Compose
+specification, every service's command against the CLI that will run it, the CPU services
+against the GPU ones, the TLS file's roles, the settings in .env, the Dockerfile's base
+image against our RAPIDS pins, and the scripts in docker/. tests/test_docker.py runs it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pipeline import cli, plan, spec
 from tests.conftest import REPO
 
 COMPOSE = REPO / "docker-compose.yml"
+TLS = REPO / "docker-compose.tls.yml"
 ENV_FILE = REPO / ".env"
 VAR = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 
@@ -110,11 +112,39 @@ def test_compose_file_matches_the_compose_specification(tmp_path):
 
 def test_every_service_command_is_accepted_by_its_cli():
     services = compose()["services"]
-    assert {"scheduler", "runner", "worker-0", "worker-7"} <= set(services)
+    assert {"scheduler", "runner", "worker-0", "worker-7", "cpu-worker",
+            "cpu-runner"} <= set(services)
     for name, service in services.items():
         check_command(service["command"])
     runner = services["runner"]["command"]
     assert runner[runner.index("--address") + 1] == "tcp://scheduler:8786"
+
+
+def given(ctx: click.Context) -> dict[str, str]:
+    """The options a command line set, by name, as text."""
+    return {name: str(value) for name, value in ctx.params.items()
+            if ctx.get_parameter_source(name).name == "COMMANDLINE"}
+
+
+def test_the_cpu_services_are_the_gpu_ones_less_the_gpu():
+    """tests/test_docker.py runs the CPU services: they must be the GPU deployment but for
+    the GPU, so what it proves holds for the file a GPU host runs."""
+    services = compose()["services"]
+    cuda, cpu = services["worker-0"], services["cpu-worker"]
+    cuda_args = given(cuda_worker_command().make_context("w", cuda["command"][3:]))
+    cpu_args = given(dask_command("worker").make_context("w", cpu["command"][2:]))
+    known = {p.name for p in dask_command("worker").params}
+    # every option `dask worker` has, at the same value; only dask-cuda's own are dropped
+    assert cpu_args == {k: v for k, v in cuda_args.items() if k in known}
+    assert set(cuda_args) - known == {"rmm_pool_size", "set_rmm_allocator_for_libs"}
+    gpu_only = {"command", "environment", "shm_size", "ulimits", "deploy", "profiles"}
+    assert {k: v for k, v in cuda.items() if k not in gpu_only} == \
+        {k: v for k, v in cpu.items() if k not in {"command", "profiles", "scale"}}
+    runner, cpu_runner = services["runner"], services["cpu-runner"]
+    assert {**cpu_runner, "profiles": ["run"], "deploy": runner["deploy"]} == runner
+    # only GPU services reserve GPUs
+    assert [n for n, s in services.items() if "deploy" in s] == [
+        *(f"worker-{i}" for i in range(8)), "runner"]
 
 
 @pytest.mark.parametrize("command, rejected", [
@@ -163,7 +193,11 @@ def test_variables_are_set_or_defaulted_and_nothing_is_published_beyond_loopback
 
 def test_dockerfile_base_image_is_on_the_rapids_line_we_pin():
     text = (REPO / "Dockerfile").read_text()
-    image = re.search(r"^ARG RAPIDS_IMAGE=(\S+)$", text, re.M)[1]
+    image = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M)[1]
+    # compose builds with the same default, unless .env picks the CPU base
+    build = compose({})["services"]["scheduler"]["build"]
+    assert build["args"] == {"BASE_IMAGE": image, "BACKEND": "gpu"}
+    assert re.search(r"^ARG BACKEND=gpu$", text, re.M)
     # rapidsai/base tags: <RAPIDS>-cuda<major>-py<python> from RAPIDS 25.12 on
     m = re.fullmatch(r"rapidsai/base:(\d\d\.\d\d)-cuda12-py3\.(\d+)", image)
     assert m, image
@@ -172,20 +206,56 @@ def test_dockerfile_base_image_is_on_the_rapids_line_we_pin():
     pins = {re.match(r"[\w-]+", r)[0]: r for r in gpu}
     assert re.fullmatch(rf"dask-cuda(\[cu12\])?=={re.escape(m[1])}\.\*", pins["dask-cuda"])
     assert int(m[2]) >= 11  # requires-python
-    assert re.search(r"^FROM \$\{RAPIDS_IMAGE\}$", text, re.M)
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M)
 
 
+def dask_env(environment: dict[str, str]) -> dict:
+    """Dask config from ``DASK_*`` variables, as dotted keys for dask.config.set."""
+    import dask
 
-def test_the_tls_override_in_the_docs_is_accepted(tmp_path):
-    """docs/deploy.md's docker-compose.override.yml: every command parses, with TLS."""
+    def flat(tree, prefix=""):
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                yield from flat(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    return dict(flat(dask.config.collect_env(environment)))
+
+
+def tls_role(service: str) -> str:
+    return {"scheduler": "scheduler", "runner": "client", "cpu-runner": "client"}.get(
+        service, "worker")
+
+
+def test_the_tls_file_gives_every_service_tls_and_only_its_own_key():
     import dask
     from distributed.security import Security
 
+    exe = shutil.which("check-jsonschema") or pytest.fail("pip install -e '.[test]'")
+    ok = subprocess.run([exe, "--builtin-schema", "vendor.compose-spec", str(TLS)],
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    tls = interpolate(yaml.safe_load(TLS.read_text()), {"CERTS_DIR": "/c"})["services"]
+    assert set(tls) == set(compose()["services"])  # a new service cannot miss it
+    for name, service in tls.items():
+        role = tls_role(name)
+        mounts = dict(v.removesuffix(":ro").split(":")[::-1] for v in service["volumes"])
+        assert mounts == {f"/certs/{f}": f"/c/{f}"
+                          for f in ("ca.pem", f"{role}.pem", f"{role}-key.pem")}
+        # the variables are Dask config that Security reads, for this role
+        with dask.config.set(dask_env(service["environment"])):
+            sec = Security()
+        assert sec.require_encryption and sec.tls_ca_file == "/certs/ca.pem"
+        assert getattr(sec, f"tls_{role}_cert") == f"/certs/{role}.pem"
+        assert getattr(sec, f"tls_{role}_key") == f"/certs/{role}-key.pem"
+
+
+def test_the_hosts_file_in_the_docs_is_accepted():
+    """docs/deploy.md's docker-compose.hosts.yml (TLS comes from docker-compose.tls.yml,
+    which covers every service): every command parses, on the host's network."""
     text = (REPO / "docs" / "deploy.md").read_text()
-    block = re.search(r"```yaml\n(# docker-compose.override.yml\n.*?)```", text, re.S)[1]
-    for pem in set(re.findall(r"/certs/([\w-]+\.pem)", block)):
-        (tmp_path / pem).write_text("PEM")  # the CLIs check that the files exist
-    block = block.replace("/certs/", f"{tmp_path}/")
+    block = re.search(r"```yaml\n(# docker-compose.hosts.yml\n.*?)```", text, re.S)[1]
 
     class Loader(yaml.SafeLoader):
         pass
@@ -199,12 +269,42 @@ def test_the_tls_override_in_the_docs_is_accepted(tmp_path):
         assert service["network_mode"] == "host"
         check_command(service["command"])
     assert "tls://10.0.0.5:8786" in services["worker-0"]["command"]
-    # the runner's TLS settings, given as Dask config in the environment
-    runner_env = services["runner"]["environment"]
-    assert all(k.startswith("DASK_") for k in runner_env)
-    # DASK_A__B_C=v is Dask config a.b_c (= a.b-c), parsed as a Python literal
-    config = {k.removeprefix("DASK_").lower().replace("__", "."): yaml.safe_load(v)
-              for k, v in runner_env.items()}
-    with dask.config.set(config):
-        sec = Security()
-    assert sec.tls_client_cert == f"{tmp_path}/client.pem" and sec.require_encryption
+    assert "tls://10.0.0.5:8786" in services["runner"]["command"]
+
+
+def script(name: str):
+    """docker/<name>.py, a script rather than a module of the package."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "docker" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_image_check_says_what_the_image_lacks():
+    from importlib import metadata, util
+
+    check = script("check_image")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    # this host meets the core pins; it has none of the GPU libraries
+    assert [p for p in check.problems("cpu", project) if "GPU libraries" not in p] == []
+    if not any(util.find_spec(m) for m in check.GPU_MODULES):
+        gpu = check.problems("gpu", project)
+        assert "dask-cuda is not installed" in gpu
+        assert "cudf is missing from the base image" in gpu
+    wrong = {**project, "dependencies": ["distributed==1.0", "no-such-package>=1"]}
+    assert check.problems("cpu", wrong)[:2] == [
+        f"distributed {metadata.version('distributed')} does not meet distributed==1.0",
+        "no-such-package is not installed"]
+
+
+def test_the_base_image_pins_dependencies_of_dependencies_at_their_versions_here():
+    from importlib import metadata
+
+    pins = script("pins").pins(["dask[array]==2026.7.1"])
+    assert pins["dask"] == metadata.version("dask")
+    assert pins["numpy"] == metadata.version("numpy")  # through the array extra
+    assert "toolz" in pins and "pandas" not in pins  # dask's own; not asked for
+    assert "pandas" in script("pins").pins(["dask[dataframe]"])
+

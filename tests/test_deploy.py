@@ -1,6 +1,6 @@
 """The docker-compose deploy played on loopback without Docker: docker-compose.yml's
-scheduler and worker commands started as processes (`dask worker` in place of
-`dask cuda worker`), workflows run on them with --address, workers killed mid-run."""
+scheduler and CPU worker commands started as processes, workflows run on them with
+--address, workers killed mid-run. tests/test_docker.py runs the containers themselves."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main
-from tests.test_compose import compose, cuda_worker_command, dask_command
+from tests.docker_stack import free_port
+from tests.test_compose import compose
 
 pytestmark = pytest.mark.slow
 
@@ -36,14 +37,6 @@ stages:
 SMALL = {"SHAPE": "512, 256", "CHUNK": "64, 256"}
 # a second or more on two one-thread workers: 32 chunks of 4 MiB, ~0.1 s of work each
 LONG = {"SHAPE": "2048, 8192", "CHUNK": "64, 8192"}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def set_option(args: list[str], option: str, value: str) -> list[str]:
@@ -66,24 +59,11 @@ def scheduler_command(port: int) -> list[str]:
 
 
 def cpu_worker_command(address: str) -> list[str]:
-    """docker-compose.yml's `dask cuda worker` command as a `dask worker` one: the same
-    options, less those only dask-cuda has (RMM, device memory), on loopback."""
-    command = compose()["services"]["worker-0"]["command"]
-    assert command[:3] == ["dask", "cuda", "worker"]
-    ctx = cuda_worker_command().make_context("dask cuda worker", command[3:])
-    cpu = {p.name: p for p in dask_command("worker").params}
-    args = []
-    for name, value in ctx.params.items():
-        source = ctx.get_parameter_source(name)
-        if name == "scheduler" or source.name != "COMMANDLINE":
-            continue
-        assert name in cpu or "rmm" in name or "device" in name, name
-        if name in cpu:
-            p = cpu[name]
-            args += [(p.opts if value or not p.secondary_opts else p.secondary_opts)[0]]
-            if not p.is_flag:
-                args += [str(value)]
-    return [sys.executable, "-m", "distributed.cli.dask_worker", address, *args,
+    """docker-compose.yml's CPU worker command (`dask worker` with the GPU workers'
+    options, tests/test_compose.py), against ``address``, on loopback."""
+    command = compose()["services"]["cpu-worker"]["command"]
+    assert command[:3] == ["dask", "worker", "tcp://scheduler:8786"]
+    return [sys.executable, "-m", "distributed.cli.dask_worker", address, *command[3:],
             "--host", "127.0.0.1"]
 
 

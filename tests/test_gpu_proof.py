@@ -39,9 +39,11 @@ def test_the_rehearsal_runs_every_step_and_leaves_its_evidence(tmp_path):
     assert set(proof["bandwidth"]["copies"]) == {"h2d_pageable", "h2d_pinned",
                                                  "d2h_pageable", "d2h_pinned", "d2d_copy"}
     assert proof["handwritten"]["power_ok"]
-    # the stand-in is NumPy underneath: no value differs, and every expression fused
-    assert not any(r["cupy_calls"] or r["fused_kernel"]
-                   for r in proof["semantics"]["rows"].values())
+    # the stand-in is NumPy underneath with CuPy's own clip and angle: those differ when
+    # called one by one (as the H200's did), the pipeline's fused kernel does not
+    rows = proof["semantics"]["rows"]
+    assert {t for t, r in rows.items() if r["cupy_calls"]} == {"clip(a, b, 1)", "angle(a)"}
+    assert not any(r["fused_kernel"] for r in rows.values())
     assert not proof["semantics"]["fusion_failed"]
     for log in ("tests.txt", "wftests.txt"):
         assert " passed" in (out / log).read_text() and " PASSED" in (out / log).read_text()

@@ -93,15 +93,24 @@ def cases():
             yield pytest.param(dtype, text, id=f"{dtype}-{text[:30]}")
 
 
-@pytest.mark.parametrize("dtype,text", list(cases()))
-def test_every_engine_equals_the_interpreted_path(dtype, text, rng):
+def case(rng, dtype: str, text: str, finite_complex: bool = False):
+    """``(parsed, {name: input}, interpreted result)`` for ``text`` on fresh inputs of
+    ``dtype`` (the test skips where NumPy refuses the expression on that dtype);
+    ``finite_complex``: no inf / NaN in complex inputs."""
     a, b = sample(rng, dtype, (37, 23)), sample(rng, dtype, (37, 23))
+    if finite_complex and dtype.startswith("complex"):
+        a[~np.isfinite(a)], b[~np.isfinite(b)] = 1, 1
     parsed = expr_lang.parse(text, ["a", "b"])
     values = {n: v for n, v in {"a": a, "b": b}.items() if n in parsed.names}
     try:
-        want = interpreted(parsed, values)
+        return parsed, values, interpreted(parsed, values)
     except (TypeError, ValueError, OverflowError):
         pytest.skip(f"NumPy refuses {text!r} on {dtype}")
+
+
+@pytest.mark.parametrize("dtype,text", list(cases()))
+def test_every_engine_equals_the_interpreted_path(dtype, text, rng):
+    parsed, values, want = case(rng, dtype, text)
     for engine in ("blocked", "numba"):
         try:
             src = numba_cpu.source(parsed, {n: v.dtype.name for n, v in values.items()}, {})
@@ -292,15 +301,8 @@ def test_cupy_fuse_equals_the_interpreted_path(where, dtype, text, rng, monkeypa
 
     monkeypatch.setattr(cupy_gpu, "_FUSED", {})
     monkeypatch.setattr(cupy_gpu, "_FAILED", set())
-    a, b = sample(rng, dtype, (37, 23)), sample(rng, dtype, (37, 23))
-    if dtype.startswith("complex"):  # complex inf / NaN arithmetic is not NumPy's anywhere
-        a[~np.isfinite(a)], b[~np.isfinite(b)] = 1, 1
-    parsed = expr_lang.parse(text, ["a", "b"])
-    values = {n: v for n, v in {"a": a, "b": b}.items() if n in parsed.names}
-    try:
-        want = interpreted(parsed, values)
-    except (TypeError, ValueError, OverflowError):
-        pytest.skip(f"NumPy refuses {text!r} on {dtype}")
+    # complex inf / NaN arithmetic is not NumPy's anywhere
+    parsed, values, want = case(rng, dtype, text, finite_complex=True)
     with np.errstate(all="ignore"):
         got = cupy_gpu.evaluate(parsed, tuple(values), {},
                                 [cupy.asarray(v) for v in values.values()], want.dtype)

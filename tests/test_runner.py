@@ -1,16 +1,16 @@
 """The runner on an in-process cluster: failures leave nothing behind, spans per stage."""
 
 import json
-import textwrap
 
 import dask.array as da
 import numpy as np
 import pytest
 
-from pipeline import backends, ops, plan, runner, spec
+from pipeline import backends, ops, runner
 from pipeline.cli import main
 from pipeline.errors import RunFailed
 from pipeline.ops.registry import REGISTRY
+from tests.helpers import load_workflow
 
 
 def _boom(block):
@@ -29,14 +29,8 @@ def explode_op():
     del REGISTRY["explode"]
 
 
-def load(tmp_path, text):
-    path = tmp_path / "wf.yaml"
-    path.write_text(textwrap.dedent(text))
-    return plan.build(spec.load(path, output_dir=tmp_path / "out"))
-
-
 def test_failed_run_leaves_nothing_partial(tmp_path, session, explode_op):
-    p = load(tmp_path, """
+    p = load_workflow(tmp_path, """
         name: fails
         stages:
           - {id: x, op: random, shape: [64, 8], chunks: [8, 8]}
@@ -89,7 +83,7 @@ def test_rerun_replaces_outputs_and_shared_intermediate(tmp_path, session):
         body = text.replace("SEED", str(seed))
         if seed == 2:  # the second run writes one output less
             body = "\n".join(line for line in body.splitlines() if "first-only" not in line)
-        p = load(tmp_path, body)
+        p = load_workflow(tmp_path, body)
         doc = runner.run(p, backends.CPU, session)
         want = da.random.default_rng(seed).standard_normal((40, 6), chunks=(10, 6)).compute()
         np.testing.assert_array_equal(np.load(tmp_path / "out" / "sub" / "x.npy"), want)
@@ -105,3 +99,21 @@ def test_rerun_replaces_outputs_and_shared_intermediate(tmp_path, session):
     # ... and the first is kept whole in the history, report included
     [first] = (tmp_path / "out.history").iterdir()
     assert (first / "first-only.npy").exists() and (first / "report.json").exists()
+
+
+def test_a_fused_task_blames_the_stage_that_raised(tmp_path, session, explode_op):
+    """Dask fuses x, bad and after into one task per chunk, whose span is its last
+    stage's; the stage named is the one whose code raised."""
+    p = load_workflow(tmp_path, """
+        name: fused
+        stages:
+          - {id: x, op: random, shape: [64, 8], chunks: [8, 8]}
+          - {id: bad, op: explode, input: x}
+          - {id: after, op: elementwise, inputs: {b: bad}, expr: "b * 2 + 1"}
+          - {id: w, op: write, input: after, path: a.npy}
+    """)
+    with pytest.raises(RunFailed, match="ZeroDivisionError: injected failure") as err:
+        runner.run(p, backends.CPU, session, fuse=True)
+    assert err.value.where == "stages.bad"
+    [entry] = (tmp_path / "out.history").iterdir()
+    assert json.loads((entry / "report.json").read_text())["failure"]["op"] == "explode"

@@ -3,29 +3,28 @@ copies are real copies, counted like the GPU backend's. It shows where the runne
 copies."""
 
 import json
-import textwrap
 
 import numpy as np
 import pandas as pd
+import pytest
 from distributed.metrics import context_meter
-from pipeline import backends, plan, runner, spec
-from tests.helpers import dask_parquet_inplace
+from pipeline import backends, runner
+from tests.helpers import dask_parquet_inplace, load_workflow
 
 # Host and "device" are both NumPy / pandas here, but every crossing really copies and is
 # counted.
 COPYING = backends.Backend("cpu-copying", "numpy", "pandas", copies=True)
 
 
-def run(tmp_path, session, text, backend=COPYING):
-    path = tmp_path / "wf.yaml"
-    path.write_text(textwrap.dedent(text))
-    p = plan.build(spec.load(path, output_dir=tmp_path / "out"))
-    doc = runner.run(p, backend, session)
+def run(tmp_path, session, text, backend=COPYING, fuse=True):
+    doc = runner.run(load_workflow(tmp_path, text), backend, session, fuse=fuse)
     return {s["id"]: s for s in doc["stages"]}, doc
 
 
-def test_generated_data_never_crosses_until_the_sink(tmp_path, session):
-    stages, doc = run(tmp_path, session, """
+# each copy is counted under the stage whose code made it, whatever task Dask fused it into
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
+def test_generated_data_never_crosses_until_the_sink(tmp_path, session, fuse):
+    stages, doc = run(tmp_path, session, fuse=fuse, text="""
         name: spectrum
         stages:
           - {id: signal, op: random, shape: [512, 64], chunks: [100, 64], dtype: float32}
@@ -39,10 +38,11 @@ def test_generated_data_never_crosses_until_the_sink(tmp_path, session):
     assert doc["totals"]["d2h_bytes"] == 33 * 4
 
 
-def test_read_moves_each_byte_in_once_and_the_written_bytes_out(tmp_path, session):
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
+def test_read_moves_each_byte_in_once_and_the_written_bytes_out(tmp_path, session, fuse):
     data = np.random.default_rng().standard_normal((300, 40))
     np.save(tmp_path / "x.npy", data)
-    stages, doc = run(tmp_path, session, """
+    stages, doc = run(tmp_path, session, fuse=fuse, text="""
         name: copy
         stages:
           - {id: x, op: read, path: x.npy, chunks: [64, 40]}

@@ -50,6 +50,8 @@ def test_runs_small_on_cpu(path, address, tmp_path):
     assert main(args) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["outputs"] and all(o["bytes"] > 0 for o in report["outputs"])
+    # every task found its stage (fused by default), none is left to "(other)"
+    assert report["accounting"]["fused"] and report["totals"]["other"]["tasks"] == 0
 
 
 # Tolerances for GPU vs CPU: float32 FFT / reduction order differs between cuFFT and

@@ -374,7 +374,7 @@ def svd(ctx: Context, x, *, k: int | None = None, compute_uv: bool = False):
     if min(rows, cols) <= max(chunk_cap, 4096):
         # tsqr needs the short dimension in one chunk
         x = x.rechunk({1: -1, 0: "auto"} if rows >= cols else {0: -1, 1: "auto"})
-        u, s, vt = da.linalg.svd(x)
+        u, s, vt = _svd_one_chunk(x) if x.numblocks == (1, 1) else da.linalg.svd(x)
         if k is not None:
             u, s, vt = u[:, :k], s[:k], vt[:k]
     elif k is None:
@@ -383,6 +383,17 @@ def svd(ctx: Context, x, *, k: int | None = None, compute_uv: bool = False):
     else:
         u, s, vt = da.linalg.svd_compressed(x, k, n_power_iter=4, seed=0)
     return {"u": u, "s": s, "vt": vt} if compute_uv else s
+
+
+def _svd_one_chunk(x):
+    """``da.linalg.svd`` of a one-chunk matrix, as one task of the graph. Dask's own wraps
+    the matrix in ``dask.delayed``, which embeds a renamed copy of its whole graph: all
+    that is upstream would be computed twice whenever it is also used elsewhere."""
+    k = min(x.shape)
+    probe = np.linalg.svd(np.ones((1, 1), dtype=x.dtype), full_matrices=False)
+    return da.apply_gufunc(np.linalg.svd, "(m,n)->(m,k),(k),(k,n)", x, output_sizes={"k": k},
+                           output_dtypes=tuple(part.dtype for part in probe),
+                           full_matrices=False)
 
 
 @op("pick", family="array")

@@ -26,6 +26,8 @@ PLOT_MAX_ELEMENTS = 10_000_000
 BAR_MAX = 500  # bars beyond this are thinner than a pixel
 LINE_MAX_COLUMNS = 20  # a 2-D line plot draws one line per column
 FIGSIZE, DPI = (8, 4.5), 100  # 800 x 450 pixels
+HEATMAP_AREA = 5.0  # inches: the side of a square heatmap's plot area
+HEATMAP_MAX_RATIO = 4.0  # beyond 4:1 cells stop being square, or the plot is a sliver
 
 
 @op("plot", family="sink")
@@ -35,7 +37,7 @@ def plot(ctx: Context, x, *, path: str, kind: Literal["line", "heatmap", "bar", 
     """Draw the input (a small array) to a PNG: line, heatmap, bar or hist.
 
     ``line``: a 1-D array, or a 2-D one as one line per column (at most 20); ``heatmap``:
-    a 2-D array; ``bar``: a 1-D array (at most 500 bars); ``hist``: the histogram of all
+    a 2-D array, with square cells (up to a 4:1 aspect; beyond it they stretch); ``bar``: a 1-D array (at most 500 bars); ``hist``: the histogram of all
     values (``bins``). ``log`` puts the values' axis (y; hist counts; heatmap colours)
     on a log scale. Inputs above 10 million elements are refused: reduce them first.
 
@@ -97,11 +99,17 @@ def _check_shape(kind: str, shape: tuple) -> None:
 def draw(values: np.ndarray, path: Path, kind: str, labels: dict, log: bool,
          bins: int) -> None:
     """Render ``values`` as a ``kind`` plot into the PNG file ``path``."""
+    figure(values, kind, labels, log, bins).savefig(path, format="png")
+
+
+def figure(values: np.ndarray, kind: str, labels: dict, log: bool, bins: int):
+    """The matplotlib ``Figure`` of ``values`` as a ``kind`` plot."""
     from matplotlib.colors import LogNorm
     from matplotlib.figure import Figure
 
     _check_shape(kind, values.shape)  # unknown sizes at build time are known now
-    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+    size = heatmap_size(values.shape) if kind == "heatmap" else FIGSIZE
+    fig = Figure(figsize=size, dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
     if kind == "line":
         ax.plot(values)
@@ -118,11 +126,31 @@ def draw(values: np.ndarray, path: Path, kind: str, labels: dict, log: bool,
         positive = values[values > 0]
         norm = LogNorm(vmin=positive.min(), vmax=positive.max()) \
             if log and positive.size else None
-        image = ax.imshow(values, aspect="auto", interpolation="nearest", norm=norm,
+        rows, cols = values.shape
+        # cell height / width: 1 (square) unless the array is more lopsided than 4:1
+        aspect = _clamped_ratio(values.shape) * max(cols, 1) / max(rows, 1)
+        image = ax.imshow(values, aspect=aspect, interpolation="nearest", norm=norm,
                           origin="upper")
         fig.colorbar(image, ax=ax)
     for key, setter in (("title", ax.set_title), ("xlabel", ax.set_xlabel),
                         ("ylabel", ax.set_ylabel)):
         if labels.get(key):
-            setter(labels[key])
-    fig.savefig(path, format="png")
+            # plain text: "$5 to $10" must not turn into math with the dollars gone
+            setter(labels[key], parse_math=False)
+    return fig
+
+
+def heatmap_size(shape: tuple[int, int]) -> tuple[float, float]:
+    """Figure inches that give a heatmap square cells: the plot area follows the array's
+    aspect (within HEATMAP_MAX_RATIO; a more lopsided array is stretched to that)."""
+    ratio = _clamped_ratio(shape)
+    width = HEATMAP_AREA / ratio ** 0.5  # about the same area, whatever the aspect
+    height = HEATMAP_AREA * ratio ** 0.5
+    # room for the colorbar to the right and the title and labels around
+    return width + 1.6, height + 1.1
+
+
+def _clamped_ratio(shape: tuple[int, int]) -> float:
+    """The heatmap's height / width on screen: rows / columns, within 1:4 to 4:1."""
+    rows, cols = shape
+    return min(max(rows / max(cols, 1), 1 / HEATMAP_MAX_RATIO), HEATMAP_MAX_RATIO)

@@ -9,10 +9,11 @@ import dask.array as da
 import numpy as np
 import pytest
 from matplotlib import image
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from pipeline.errors import InputError, OpError
 from pipeline.ops.formats import Pending
-from pipeline.ops.plots import PLOT_MAX_ELEMENTS
+from pipeline.ops.plots import PLOT_MAX_ELEMENTS, figure, heatmap_size
 from tests.helpers import call
 from tests.ops import COPYING, darr, dask_backend, rng  # noqa: F401
 
@@ -38,10 +39,10 @@ def plot(ctx, x, path="p.png", **params):
     return staged
 
 
-def check_png(path):
+def check_png(path, size=(450, 800)):  # 8 x 4.5 in at 100 dpi
     assert path.read_bytes()[:8] == PNG_SIGNATURE
     pixels = image.imread(path)
-    assert pixels.shape[:2] == (450, 800)  # 8 x 4.5 in at 100 dpi
+    assert pixels.shape[:2] == size
     assert pixels[..., :3].std() > 0.05  # something is drawn, not a blank canvas
 
 
@@ -54,7 +55,40 @@ def check_png(path):
 ])
 def test_each_kind_makes_a_png(ctx, backend, rng, kind, shape, extra):
     x = np.abs(rng.standard_normal(shape)) + 0.1
-    check_png(plot(ctx, darr(backend, x), kind=kind, title=f"a {kind}", **extra))
+    width, height = heatmap_size(shape) if kind == "heatmap" else (8, 4.5)
+    check_png(plot(ctx, darr(backend, x), kind=kind, title=f"a {kind}", **extra),
+              (round(height * 100), round(width * 100)))
+
+
+def rendered(fig):
+    FigureCanvasAgg(fig).draw()  # constrained layout places the axes when drawing
+    return fig.canvas.get_renderer()
+
+
+@pytest.mark.parametrize("shape, ratio", [((40, 60), 1.5), ((300, 300), 1.0),
+                                          ((200, 50), 0.25), ((10, 1000), 4.0)])
+def test_heatmap_cells_are_square_up_to_4_to_1(rng, shape, ratio):
+    """Not stretched to the 16:9 canvas: the image's width / height is the array's
+    columns / rows, up to 4:1 (beyond it the cells stretch instead of the plot
+    becoming a sliver)."""
+    fig = figure(rng.random(shape), "heatmap", {"title": "t"}, False, 10)
+    box = fig.axes[0].get_images()[0].get_window_extent(rendered(fig))
+    assert box.width / box.height == pytest.approx(ratio, rel=0.03)
+    assert min(box.width, box.height) > 100  # pixels: a readable plot
+
+
+def test_dollars_in_titles_and_labels_stay_literal(rng):
+    """matplotlib reads $...$ as math (the dollars vanish, the text between is italic):
+    the labels are drawn as plain text, so every dollar sign takes its width."""
+    def width(text):
+        fig = figure(rng.random(10), "line", {"title": text, "xlabel": text}, False, 10)
+        renderer = rendered(fig)
+        ax = fig.axes[0]
+        return ax.title.get_window_extent(renderer).width, \
+            ax.xaxis.label.get_window_extent(renderer).width
+
+    with_dollars, without = width("between $5 and $10"), width("between 5 and 10")
+    assert all(a > b for a, b in zip(with_dollars, without))
 
 
 def test_hist_skips_nan(ctx, backend):
