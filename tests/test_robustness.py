@@ -79,7 +79,9 @@ INPUT_CASES = {
                        "makes 59,604,644,775,390,624 chunks, more than 100,000"),
     "tiny chunks": (" - {id: x, op: random, shape: [1000, 1000], chunks: [1, 1]}\n" + WRITE_X,
                     [], "makes 1,000,000 chunks"),
-    "rechunk to tiny": (X.replace("[8, 4]", "[4000, 400]") + " - {id: r, op: rechunk, "
+    # (the source in 10 chunks: refusing the rechunk must not wait for a big graph)
+    "rechunk to tiny": (" - {id: x, op: random, shape: [4000, 400], chunks: [400, 400]}\n"
+                        " - {id: r, op: rechunk, "
                         "input: x, chunks: [1, 1]}\n - {id: w, op: write, input: r, "
                         "path: r.npy}\n", [], "stages.r.chunks"),
     "0 B chunks": (" - {id: x, op: random, shape: [100, 100], chunks: '0 B'}\n" + WRITE_X, [],
