@@ -26,6 +26,8 @@ from contextvars import ContextVar
 
 from distributed.metrics import context_meter
 
+from pipeline.kernels import cupy_gpu
+
 COMPUTE = "compute"
 CPU, CPU_UNIT = "compute-cpu", "cpu-seconds"
 # the attribute of a task's exception that names the stage it was raised in
@@ -80,7 +82,7 @@ def _wait_for_device(out) -> None:
     is the GPU's and not only the launches': CuPy returns before its kernels finish, and
     on an H200 a 4 GiB spectrum's stages metered 0.07 s unwaited. Each GPU worker runs one
     thread on one (the legacy default) stream, so the wait delays no other task's work."""
-    if type(out).__module__.startswith("cupy"):
+    if cupy_gpu.is_cupy(out):
         out.device.synchronize()
 
 

@@ -90,4 +90,4 @@ def evaluate(parsed, names: tuple[str, ...], params: dict, chunks: list, out_dty
             with _LOCK:
                 _FUSED.pop(key, None)
                 _FAILED.add(key)
-    return parsed(fns, {**params, **dict(zip(names, chunks))}).astype(out_dtype, copy=False)
+    return body(*chunks).astype(out_dtype, copy=False)
