@@ -204,13 +204,15 @@ def elementwise(ctx: Context, inputs: dict, *, expr: str,
     parsed = expr_lang.parse(expr, [*inputs, *params])
     try:
         out = parsed(ARRAY_FUNCTIONS, {**inputs, **params})
+        if not isinstance(out, da.Array):
+            raise OpError("the expression uses no input array", where="expr")
+        # the graph above checked shapes; the kernel computes the same in one pass. Its
+        # plan evaluates the expression on one element of each input's dtype, where
+        # NumPy refuses what Dask's lazy graph let through (unary + on booleans)
+        fused = kernels.elementwise(parsed, inputs, params, out.shape,
+                                    gpu=ctx.backend.array_module == "cupy")
     except (ValueError, TypeError, ArithmeticError) as e:  # shapes that do not broadcast
         raise OpError(f"cannot evaluate: {e}", where="expr") from None
-    if not isinstance(out, da.Array):
-        raise OpError("the expression uses no input array", where="expr")
-    # the graph above checked shapes and dtypes; the kernel computes the same in one pass
-    fused = kernels.elementwise(parsed, inputs, params, out.shape,
-                                gpu=ctx.backend.array_module == "cupy")
     if fused is not None and fused.dtype == out.dtype and fused.shape == out.shape:
         return fused
     return out
