@@ -43,16 +43,18 @@ class Failure:
         return asdict(self)
 
 
-def blamed(dask_scheduler, keys: list) -> dict | None:
-    """On the scheduler: the task the first erred of ``keys`` is blamed on."""
+def blamed(dask_scheduler, keys: list) -> list[dict]:
+    """On the scheduler: the tasks the erred of ``keys`` are blamed on, each once, in the
+    order of ``keys``. Several when a worker died: every task it was running is blamed."""
+    found: dict[str, dict] = {}
     for key in keys:
         ts = dask_scheduler.tasks.get(key)
         blame = ts.exception_blame if ts is not None else None
-        if blame is not None:
-            return {"key": str(blame.key), "prefix": blame.prefix.name,
-                    "span": blame.group.span_id,
-                    "exception": str(blame.exception_text)}
-    return None
+        if blame is not None and str(blame.key) not in found:
+            found[str(blame.key)] = {"key": str(blame.key), "prefix": blame.prefix.name,
+                                     "span": blame.group.span_id,
+                                     "exception": str(blame.exception_text)}
+    return list(found.values())
 
 
 def diagnose(error: BaseException, *, client=None, futures=(), plan, built,
@@ -64,12 +66,13 @@ def diagnose(error: BaseException, *, client=None, futures=(), plan, built,
     workers. ``members``: each submitted task's stages (``{key: {label: tasks}}``, from
     :class:`pipeline.accounting.graph.Prepared`): a fused task runs several.
     """
-    task = None
+    tasks: list[dict] = []
     if client is not None:
         try:
-            task = client.run_on_scheduler(blamed, keys=[f.key for f in futures])
+            tasks = client.run_on_scheduler(blamed, keys=[f.key for f in futures])
         except Exception:  # noqa: BLE001 - the scheduler is gone; say what we know
-            task = None
+            tasks = []
+    task = tasks[0] if tasks else None
     by_label = {label: sid for sid, label in built.span_ids.items()}
     # the stage whose code raised, named by its meter; else the task's span (a fused
     # task's is its last stage's)
@@ -79,10 +82,15 @@ def diagnose(error: BaseException, *, client=None, futures=(), plan, built,
     if CSV_LINE.search(text) or CORRUPT.search(text):
         stage = _reader_of(stage, plan)
     killed = type(error).__name__ == "KilledWorker"
-    if killed and task and members:  # a fused task's memory: its stage of largest chunks
-        fused = {str(k): v for k, v in members.items()}.get(task["key"], {})
-        stage = _largest(stage, [by_label[label] for label in fused if label in by_label],
-                         built)
+    if killed and tasks:
+        # The memory of every task the dead worker ran (a sink's small task may have been
+        # running beside the one that filled it), fused tasks by their stages: blame the
+        # stage of largest chunks.
+        runs = {str(k): v for k, v in (members or {}).items()}
+        ran = [by_label[label] for t in tasks for label in runs.get(t["key"], {})
+               if label in by_label]
+        ran += [sid for t in tasks if (sid := _stage(t, built, plan))]
+        stage = _largest(stage, ran, built)
     op = next((ps.info.name for ps in plan.stages if ps.id == stage), None)
     cause, fix = _cause(error, text, stage, built, memory_limit, lost_all)
     return Failure(stage=stage, op=op, task=task["key"] if task else None,
@@ -109,7 +117,7 @@ def _stage(task: dict, built, plan) -> str | None:
 
 
 def _largest(stage: str | None, stages: list[str], built) -> str | None:
-    """Of ``stages`` (those a fused task ran), the one whose chunks are largest."""
+    """Of ``stages`` (those a dead worker's tasks ran), the one whose chunks are largest."""
     sizes = {sid: limits.largest_chunk(built.values[sid]) or 0 for sid in stages
              if hasattr(built.values.get(sid), "chunks")}
     return max(sizes, key=sizes.get) if sizes else stage

@@ -1,0 +1,54 @@
+"""Which stage a failed run is blamed on (pipeline/failure.py), from what the scheduler
+says of the failed tasks."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from distributed.scheduler import KilledWorker
+
+from pipeline import backends, failure, runner
+from tests.helpers import load_workflow
+
+OOM = """\
+    name: oom
+    stages:
+      - {id: signal, op: random, shape: [4096, 4096], chunks: [4096, 4096]}
+      - {id: spectrum, op: fft, input: signal}
+      - {id: power, op: elementwise, inputs: {z: spectrum}, expr: "real(z)**2"}
+      - {id: w, op: write, input: power, path: p.npy}
+    """
+
+
+class Scheduler:
+    """Answers ``run_on_scheduler(failure.blamed, ...)`` with the given blamed tasks."""
+
+    def __init__(self, tasks):
+        self.tasks = tasks
+
+    def run_on_scheduler(self, fn, **kwargs):
+        assert fn is failure.blamed
+        return self.tasks
+
+
+def test_a_dead_worker_is_blamed_on_the_largest_chunks_it_ran_whichever_task_comes_first(
+        tmp_path):
+    # A worker killed for memory was running the sink's small file-creating task beside the
+    # fused random -> fft -> power task that filled it: the scheduler blames both, in either
+    # order. The stage of largest chunks (fft's complex output) is named, not the sink.
+    plan = load_workflow(tmp_path, OOM)
+    built = runner.build(plan, backends.CPU, tmp_path / "staging")
+    span = built.span_ids
+    sink = {"key": "_create_npy-1", "prefix": "_create_npy", "span": span["w"],
+            "exception": "KilledWorker"}
+    fused = {"key": "fused-2", "prefix": "fused", "span": span["power"],
+             "exception": "KilledWorker"}
+    members = {"fused-2": {span["signal"]: 1, span["spectrum"]: 1, span["power"]: 1}}
+    dead = SimpleNamespace(address="tcp://127.0.0.1:1")
+    for tasks in ([sink, fused], [fused, sink]):
+        found = failure.diagnose(KilledWorker(tasks[0]["key"], dead, 0),
+                                 client=Scheduler(tasks), futures=[], plan=plan,
+                                 built=built, memory_limit=300_000_000, members=members)
+        assert (found.stage, found.op, found.task) == ("spectrum", "fft", tasks[0]["key"])
+        assert found.cause.startswith("out of memory: workers died running it "
+                                      "(its chunks are up to 256.00 MiB")
