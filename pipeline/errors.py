@@ -11,9 +11,13 @@ _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 def one_line(text: str, limit: int = MAX_PART_CHARS) -> str:
     """``text`` on one line, control characters (newlines, terminal escapes from a hostile
-    file) replaced by a space, cut to ``limit`` characters."""
+    file) replaced by a space, cut to ``limit`` characters in the middle: a long path or
+    value is quoted inside a sentence whose end (the reason) must stay."""
     text = _UNPRINTABLE.sub(" ", str(text)).strip()
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    if len(text) <= limit:
+        return text
+    head = (limit - 3) // 2
+    return text[:head] + "..." + text[len(text) - (limit - 3 - head):]
 
 
 class PipelineError(Exception):
