@@ -44,16 +44,31 @@ class Failure:
 
 
 def blamed(dask_scheduler, keys: list) -> list[dict]:
-    """On the scheduler: the tasks the erred of ``keys`` are blamed on, each once, in the
-    order of ``keys``. Several when a worker died: every task it was running is blamed."""
+    """On the scheduler: the tasks the failure of ``keys`` started at, first those the
+    erred of ``keys`` are blamed on, then every other task of their graphs that failed
+    of itself (a dead worker fails every task it was running, but a sink's future is
+    blamed on only the first of its inputs to fail)."""
     found: dict[str, dict] = {}
-    for key in keys:
-        ts = dask_scheduler.tasks.get(key)
-        blame = ts.exception_blame if ts is not None else None
-        if blame is not None and str(blame.key) not in found:
-            found[str(blame.key)] = {"key": str(blame.key), "prefix": blame.prefix.name,
-                                     "span": blame.group.span_id,
-                                     "exception": str(blame.exception_text)}
+
+    def add(ts) -> None:
+        if str(ts.key) not in found:
+            found[str(ts.key)] = {"key": str(ts.key), "prefix": ts.prefix.name,
+                                  "span": ts.group.span_id,
+                                  "exception": str(ts.exception_text)}
+
+    roots = [ts for key in keys if (ts := dask_scheduler.tasks.get(key)) is not None]
+    for ts in roots:
+        if ts.exception_blame is not None:
+            add(ts.exception_blame)
+    todo, seen = list(roots), set()
+    while todo:
+        ts = todo.pop()
+        if ts.key in seen:
+            continue
+        seen.add(ts.key)
+        if ts.exception_blame is ts:
+            add(ts)
+        todo.extend(ts.dependencies)
     return list(found.values())
 
 

@@ -52,3 +52,26 @@ def test_a_dead_worker_is_blamed_on_the_largest_chunks_it_ran_whichever_task_com
         assert (found.stage, found.op, found.task) == ("spectrum", "fft", tasks[0]["key"])
         assert found.cause.startswith("out of memory: workers died running it "
                                       "(its chunks are up to 256.00 MiB")
+
+
+def _fail(name):
+    raise ValueError(name)
+
+
+def _join(*parts):
+    return parts
+
+
+def test_the_scheduler_names_every_task_that_failed_of_itself(session):
+    # a sink's future is blamed on the first of its inputs to fail; a dead worker fails
+    # every task it was running, so every one of them is looked at
+    from distributed import wait
+
+    client = session.client
+    a = client.submit(_fail, "a", key="fail-a")
+    b = client.submit(_fail, "b", key="fail-b")
+    end = client.submit(_join, a, b, key="join-1")
+    wait([a, b, end])  # both failed (a dead worker fails its tasks at once)
+    found = client.run_on_scheduler(failure.blamed, keys=[end.key])
+    assert {t["key"] for t in found} == {"fail-a", "fail-b"}
+    assert sorted(t["exception"] for t in found) == ["ValueError('a')", "ValueError('b')"]
