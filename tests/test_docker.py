@@ -23,7 +23,9 @@ from tests.docker_stack import Stack, make_certs, version_differences
 
 PROBLEM = docker_stack.engine_problem()
 pytestmark = [pytest.mark.deploy,
-              pytest.mark.skipif(PROBLEM is not None, reason=f"deploy: {PROBLEM}")]
+              pytest.mark.skipif(PROBLEM is not None, reason=f"deploy: {PROBLEM}"),
+              # one image build and one stack per fixture, in one xdist process
+              pytest.mark.xdist_group("docker")]
 
 # workflows/spectrum.yaml at 256 MiB in 16 chunks: some seconds on two one-thread
 # workers, long enough for a worker to be killed while it computes.
