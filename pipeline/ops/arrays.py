@@ -78,14 +78,17 @@ def _on_backend(ctx: Context, y: da.Array) -> da.Array:
 
 
 def _fft_wrapped(ctx: Context, kind: str, dtype):
-    """The backend's FFT ``kind`` for Dask arrays of ``dtype``.
+    """The backend's FFT ``kind`` (:attr:`Backend.fft`) for Dask arrays of ``dtype``.
 
-    The output dtype is given (NumPy's answer; CuPy's FFTs return the same), because
-    otherwise ``fft_wrap`` infers it by calling the backend's function on a small NumPy
-    array, which CuPy refuses (TypeError: the input must be a cupy.ndarray).
+    The output dtype is given, because otherwise ``fft_wrap`` infers it by calling the
+    backend's function on a small NumPy array, which CuPy refuses (TypeError: the input
+    must be a cupy.ndarray): on the host, the answer of the function that runs (scipy.fft
+    and numpy.fft differ on float16 irfft); for CuPy, NumPy's, which its FFTs return.
     """
-    out = getattr(np.fft, kind)(np.ones((4, 4), dtype=dtype)).dtype
-    return da.fft.fft_wrap(getattr(ctx.backend.xp.fft, kind), kind=kind, dtype=out)
+    fft = ctx.backend.fft
+    probe = fft if ctx.backend.array_module == "numpy" else np.fft
+    out = getattr(probe, kind)(np.ones((4, 4), dtype=dtype)).dtype
+    return da.fft.fft_wrap(getattr(fft, kind), kind=kind, dtype=out)
 
 
 def _fft(kind: str, real_input_ok: bool = True):
