@@ -187,7 +187,10 @@ def run_workloads(size: float, repeats: int, names: list[str], gpu: bool = False
                     dataclasses.replace(ps, info=dataclasses.replace(
                         ps.info, fn=_const(inputs[ps.id]))) if ps.id in inputs else ps
                     for ps in planned.stages))
-                config = {**backend.dask_config, **runner.COMPUTE_CONFIG}
+                # fused or not as `pipeline run` is by default (the per-callable meter
+                # a run adds is left out: about 14 us a call, docs/benchmarks.md)
+                config = {**backend.dask_config,
+                          "optimization.fuse.active": runner.fuse_default()}
 
                 def pipeline_side():
                     built = runner.build(seeded, backend, folder / "staging")
@@ -405,8 +408,9 @@ def render_workloads(rows, args, info, loads, chart: str | None) -> str:
              "from those same inputs and keeps its result where it made it (nothing "
              "gathered, nothing written). The pipeline side is `pipeline.runner.build` of "
              "the workload's workflow, with the source stages returning the persisted "
-             "inputs, persisted under the runner's compute config (per-stage spans, "
-             "low-level fusion off), exactly as `pipeline run` computes it; hand-written "
+             "inputs, persisted with Dask's low-level fusion on or off as `pipeline run` "
+             "has it by default (on; the per-task meter a run adds, about 14 us a call, "
+             "is left out); hand-written "
              "Dask is the same computation written with dask.array / dask.dataframe on "
              "the same cluster; NumPy/pandas runs in the benchmark's own process on the "
              "inputs gathered there (NumPy's matmul may use more than one BLAS thread). "

@@ -8,8 +8,7 @@ before anything is timed, and every side starts from those same persisted collec
 
 - pipeline: ``runner.build`` on the workflow with each source stage's op replaced by one
   that returns the persisted collection, then the ``result`` stage's value persisted
-  under the runner's compute config (``COMPUTE_CONFIG``: per-stage spans, no low-level
-  fusion), as ``pipeline run`` computes it;
+  with Dask's low-level fusion as ``pipeline run`` has it by default (on);
 - hand-written: ``hand(inputs)`` builds the same result with dask.array / dask.dataframe
   on the persisted inputs, persisted with Dask's default config;
 - single process: ``local(inputs)`` on the inputs gathered into this process as NumPy
