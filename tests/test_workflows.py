@@ -41,14 +41,28 @@ def test_validates_at_full_size(path, capsys):
     assert capsys.readouterr().out.strip().endswith("ok")
 
 
+@pytest.fixture(scope="session")
+def cpu_run(cluster, tmp_path_factory):
+    """``cpu_run(path)``: the run folder of the workflow at ``path`` run small on the CPU
+    backend, made once per test process: the GPU comparisons below reuse it."""
+    folders = {}
+
+    def run(path):
+        if path.stem not in folders:
+            out = tmp_path_factory.mktemp(f"cpu-{path.stem}") / "run"
+            small = [a for item in SMALL[path.stem] for a in ("--set", item)]
+            assert main(["run", str(path), "--backend", "cpu", "--address",
+                         cluster.scheduler_address, "--quiet", "--output-dir", str(out),
+                         *small]) == 0
+            folders[path.stem] = out
+        return folders[path.stem]
+
+    return run
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
-def test_runs_small_on_cpu(path, address, tmp_path):
-    args = ["run", str(path), "--backend", "cpu", "--address", address, "--quiet",
-            "--output-dir", str(tmp_path)]
-    for item in SMALL[path.stem]:
-        args += ["--set", item]
-    assert main(args) == 0
-    report = json.loads((tmp_path / "report.json").read_text())
+def test_runs_small_on_cpu(path, cpu_run):
+    report = json.loads((cpu_run(path) / "report.json").read_text())
     assert report["outputs"] and all(o["bytes"] > 0 for o in report["outputs"])
     # every task found its stage (fused by default), none is left to "(other)"
     assert report["accounting"]["fused"] and report["totals"]["other"]["tasks"] == 0
@@ -109,38 +123,33 @@ def _same_outputs(cpu_dir, gpu_dir, values: bool):
 @pytest.mark.gpu
 @requires_gpu
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
-def test_gpu_run_matches_cpu(path, address, tmp_path):
+def test_gpu_run_matches_cpu(path, cpu_run, tmp_path):
     skip_tables_without_cudf(path)
     small = [a for item in SMALL[path.stem] for a in ("--set", item)]
-    common = ["run", str(path), "--quiet", "--no-dashboard", *small]
-    assert main([*common, "--backend", "cpu", "--address", address,
-                 "--output-dir", str(tmp_path / "cpu")]) == 0
-    assert main([*common, "--backend", "gpu", "--output-dir", str(tmp_path / "gpu")]) == 0
+    assert main(["run", str(path), "--quiet", "--no-dashboard", *small, "--backend", "gpu",
+                 "--output-dir", str(tmp_path / "gpu")]) == 0
     report = json.loads((tmp_path / "gpu" / "report.json").read_text())
     assert report["backend"] == "gpu" and report["cluster"]["kind"] == "LocalCUDACluster"
     # CuPy's random generator is not NumPy's: where a workflow generates its input, the
     # numbers differ and only the outputs' structure can match (the op tests compare every
     # op's values on GPU against NumPy on the same input).
     generated = {"random", "random_table"} & {s.op for s in spec.load(path).stages}
-    _same_outputs(tmp_path / "cpu", tmp_path / "gpu", values=not generated)
+    _same_outputs(cpu_run(path), tmp_path / "gpu", values=not generated)
 
 
 @pytest.mark.standin
 @requires_standin
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
-def test_standin_run_matches_cpu(path, address, tmp_path):
+def test_standin_run_matches_cpu(path, address, cpu_run, tmp_path):
     """The GPU backend on the CuPy stand-in, in the worker processes of a real cluster:
     every GPU code path of the workflow runs, with CuPy's strictness. The stand-in draws
     NumPy's random numbers, so the values must equal the CPU run's, generated or read."""
-    small = [a for item in SMALL[path.stem] for a in ("--set", item)]
     skip_tables_without_cudf(path)
-    assert main(["run", str(path), "--quiet", "--no-dashboard", *small, "--backend", "cpu",
-                 "--address", address, "--output-dir", str(tmp_path / "cpu")]) == 0
     wf = spec.load(path, SMALL[path.stem], output_dir=tmp_path / "gpu")
     report = run_on(backends.GPU, wf, address)
     assert report["backend"] == "gpu"
     assert report["totals"]["d2h_bytes"] > 0  # the sinks' data crossed to the host
-    _same_outputs(tmp_path / "cpu", tmp_path / "gpu", values=True)
+    _same_outputs(cpu_run(path), tmp_path / "gpu", values=True)
 
 
 def skip_tables_without_cudf(path) -> None:
