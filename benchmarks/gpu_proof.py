@@ -108,7 +108,17 @@ def run_pipeline(name: str, workflow: Path, out: Path, backend: str, sets: list[
                 "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
     report = json.loads((out / "report.json").read_text())
     t = report["totals"]
+    out_bytes = {st["id"]: (st.get("output") or {}).get("bytes") or 0
+                 for st in report["stages"]}
+    # each array stage's compute time and the bytes it must read (its inputs) and write
+    # (its output) at least once: its memory-bound floor, judged against the copy ceiling
+    stages = {st["id"]: {"op": st["op"], "compute_s": st["compute_s"],
+                         "bytes": out_bytes[st["id"]]
+                         + sum(out_bytes.get(u, 0) for u in st["upstream"])}
+              for st in report["stages"]
+              if (st.get("output") or {}).get("kind") == "array" and st["compute_s"] > 0}
     return {"name": name, "ok": True, "backend": report["backend"], "wall_s": wall,
+            "stages": stages,
             "run_s": t["wall_s"], "compute_s": t["compute_s"], "h2d_bytes": t["h2d_bytes"],
             "d2h_bytes": t["d2h_bytes"], "spilled_bytes": t.get("spilled_bytes"),
             "peak_device_bytes": t.get("peak_device_bytes"),
@@ -349,11 +359,29 @@ def step_summary(work: Path, rehearse: bool, out: Path) -> str:
     for name, check in wf.get("checks", {}).items():
         lines.append(f"  check {name:<24} {'ok' if check['ok'] else 'FAILED'} "
                      f"(max difference {check['max_diff']:.3g})")
+    lines += _stage_bandwidth(results)
     text = "\n".join(lines) + "\n"
     (out / "summary.txt").write_text(text)
     (out / "proof.json").write_text(json.dumps({"status": status, **results}, indent=1,
                                                default=str) + "\n")
     return text
+
+
+def _stage_bandwidth(results: dict) -> list[str]:
+    """Lines for the spectrum's GPU run: each array stage's bytes read and written over its
+    compute time, against the device-to-device copy measured in the same proof (issue 13's
+    target for element-wise and FFT stages: 70% of it or more)."""
+    copy = results.get("bandwidth", {}).get("copies", {}).get("d2d_copy")
+    runs = {r["name"]: r for r in results.get("workflows", {}).get("runs", []) if r["ok"]}
+    run = runs.get("spectrum-gpu")
+    if not copy or not run or not run.get("stages"):
+        return []
+    ceiling = copy["gb_per_s"]
+    parts = [f"{sid} ({st['op']}) {st['bytes'] / st['compute_s'] / 1e9:.1f} GB/s = "
+             f"{st['bytes'] / st['compute_s'] / 1e9 / ceiling:.0%}"
+             for sid, st in run["stages"].items()]
+    return [f"  stage bandwidth, spectrum-gpu, of d2d copy {ceiling:.1f} GB/s: "
+            + ", ".join(parts)]
 
 
 def _last_line(path: Path, words: tuple[str, ...] = ()) -> str:

@@ -36,6 +36,13 @@ def test_the_rehearsal_runs_every_step_and_leaves_its_evidence(tmp_path):
         "spectrum_from_file-gpu-1thread", "spectrum_from_file-gpu-2threads",
         "spectrum_from_file-cpu"}
     assert wf["checks"]["gpu_vs_cpu"]["ok"] and wf["checks"]["gpu_repeat_bitwise"]["ok"]
+    # issue 13's GPU target: the FFT and element-wise stages' bytes over their compute
+    # time, against the device copy; 2048 x 256 float32 in, complex64 out of the rfft
+    stages = next(r for r in wf["runs"] if r["name"] == "spectrum-gpu")["stages"]
+    assert (stages["spectrum"]["op"], stages["power"]["op"]) == ("rfft", "elementwise")
+    assert stages["spectrum"]["bytes"] == 2048 * 256 * 4 + 2048 * 129 * 8
+    [line] = [ln for ln in summary.splitlines() if "stage bandwidth, spectrum-gpu" in ln]
+    assert "spectrum (rfft)" in line and "power (elementwise)" in line and "GB/s = " in line
     assert set(proof["bandwidth"]["copies"]) == {"h2d_pageable", "h2d_pinned",
                                                  "d2h_pageable", "d2h_pinned", "d2d_copy"}
     assert proof["handwritten"]["power_ok"]
