@@ -5,9 +5,12 @@ settings reach beyond it: ``cluster.address`` connects this process to a Dask sc
 and a scheduler can run code in every client that connects to it (each reply it sends is
 unpickled here); ``cluster.security`` hands that scheduler this user's TLS credentials;
 a ``dashboard_address`` that is not a loopback address opens a port to other machines.
-Two stage keys do too: a ``function:`` runs the Python code it names here and on the
-workers, and a sink's ``path`` that is a URL sends data to another machine (which could
-be anything the run may read). They come from the user (the command line:
+Three stage keys do too: a ``function:`` runs the Python code it names here and on the
+workers; a sink's ``path`` that is a URL sends data to another machine (which could be
+anything the run may read); a ``storage_options`` key naming the server a filesystem
+talks to (``endpoint_url``, an account URL, a host or proxy) sends that server this
+user's own storage credentials (from the environment, ``~/.aws``...: signed requests,
+or bearer tokens for Google Cloud and Azure). They come from the user (the command line:
 ``--address``, ``--dashboard-address``, ``--set``; the environment or a user config
 file, through Dask's configuration) or from a workflow file run with
 ``--trust-workflow``. Nothing here imports dask.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import urllib.parse
 from typing import Any, Iterable, Mapping
 
 from pipeline import storage
@@ -30,6 +34,8 @@ OWN_WAY = {
     "security": "--set cluster.security=..., or Dask's distributed.comm.tls settings",
 }
 _HOST = re.compile(r"[A-Za-z0-9.-]*")
+# storage_options keys (at any depth: client_kwargs...) that say where a filesystem connects
+_SERVER_KEY = re.compile(r"endpoint|url|host|proxy", re.IGNORECASE)
 
 
 def listen_hosts(value: str, where: str) -> list[str]:
@@ -110,12 +116,54 @@ def check(file_raw: Mapping, override_keys: Iterable[str], trusted: bool) -> Non
                               "you trust the file's author")
 
 
+def _server_key(options: Any, prefix: str = "") -> tuple[str, Any] | None:
+    """The first key of a ``storage_options`` mapping that names a server other than this
+    machine (a local test server, ``http://127.0.0.1:9000``, is fine), and its value."""
+    if not isinstance(options, Mapping):
+        return None
+    for key, value in options.items():
+        name = f"{prefix}{key}"
+        if isinstance(key, str) and _SERVER_KEY.search(key) and value not in (None, "") \
+                and not _on_this_machine(value):
+            return name, value
+        found = _server_key(value, name + ".")
+        if found:
+            return found
+    return None
+
+
+def _on_this_machine(value: Any) -> bool:
+    """Whether a server given as a URL or a host name is a loopback address."""
+    if not isinstance(value, str):
+        return False
+    try:
+        host = urllib.parse.urlsplit(value if "//" in value else f"//{value}").hostname
+    except ValueError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _check_stages(stages: Any, own: set[str]) -> None:
-    """A ``function:`` (code to run) or a sink's URL (data sent away) in the file."""
+    """A ``function:`` (code to run), a sink's URL (data sent away) or a storage server
+    (credentials sent away) in the file."""
     for stage in stages if isinstance(stages, list) else ():
         if not isinstance(stage, Mapping) or not isinstance(stage.get("id"), str):
             continue  # the file's validation reports it
         sid = stage["id"]
+        server = _server_key(stage.get("storage_options"))
+        options = f"stages.{sid}.storage_options"
+        if server and not any(k == options or k.startswith(options + ".") for k in own):
+            key, value = server
+            raise InputError(f"the workflow file sends this user's storage credentials to "
+                             f"the server it names ({value!r})",
+                             where=f"{options}.{key}",
+                             hint=f"give it yourself (--set {options}.{key}=...), or run "
+                                  f"with {FLAG} if you trust the file's author")
         function, path = stage.get("function"), stage.get("path")
         if isinstance(function, str) and f"stages.{sid}.function" not in own:
             raise InputError(f"the workflow file runs the Python function {function!r} in "

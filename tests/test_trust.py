@@ -192,6 +192,32 @@ def test_a_sink_url_in_the_file_needs_the_user(tmp_path, capsys):
     assert "sends data" not in _validate_err(reads, capsys)  # reads are listed, not refused
 
 
-def _validate_err(wf: str, capsys) -> str:
-    main(["validate", wf])
+def _validate_err(wf: str, capsys, *extra: str) -> str:
+    main(["validate", wf, *extra])
     return capsys.readouterr().err
+
+
+def test_a_storage_server_in_the_file_needs_the_user(tmp_path, capsys):
+    """A storage_options key naming a server (here nested, as s3fs takes it) would send
+    this user's own storage credentials there: only a loopback server, the user's --set or
+    --trust-workflow lets it through. (memory:// takes no such option: once trusted, the
+    file fails later, without any network.)"""
+    def stages(server: str) -> str:
+        return ("stages:\n - {id: x, op: read, path: 'memory://trust-test/x.npy', "
+                f"storage_options: {{anon: true, client_kwargs: {{endpoint_url: '{server}'}}}}}}\n"
+                " - {id: w, op: write, input: x, path: x.npy}\n")
+
+    wf = workflow(tmp_path, stages=stages("http://192.0.2.1:9000"))
+    assert main(["validate", wf]) == 2
+    key = "stages.x.storage_options.client_kwargs.endpoint_url"
+    assert capsys.readouterr().err.strip() == (
+        f"error: {wf}: {key}: the workflow file sends this user's storage credentials to the "
+        f"server it names ('http://192.0.2.1:9000') (give it yourself (--set {key}=...), or "
+        "run with --trust-workflow if you trust the file's author)")
+    with pytest.raises(InputError, match="storage credentials"):
+        pipeline.load(wf)
+    for how in (["--set", f"{key}=http://192.0.2.1:9000"], ["--trust-workflow"]):
+        assert "storage credentials" not in _validate_err(wf, capsys, *how)
+    for server in ("http://127.0.0.1:9000", "localhost:9000", "http://[::1]:9"):
+        assert "storage credentials" not in _validate_err(
+            workflow(tmp_path, stages=stages(server)), capsys)
