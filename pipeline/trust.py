@@ -59,17 +59,19 @@ def listen_hosts(value: str, where: str) -> list[str]:
     return hosts
 
 
+def _loopback_host(host: str | None) -> bool:
+    """Whether a host name or address is this machine's loopback."""
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:  # "" (every interface) or a host name: reachable from outside
+        return False
+
+
 def is_loopback(value: str, where: str) -> bool:
     """Whether a dashboard address listens on this machine only."""
-    def loopback(host: str) -> bool:
-        if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:  # "" (every interface) or a host name: reachable from outside
-            return False
-
-    return all(loopback(h) for h in listen_hosts(value, where))
+    return all(_loopback_host(h) for h in listen_hosts(value, where))
 
 
 def risky(cluster: Any) -> dict[str, Any]:
@@ -140,12 +142,7 @@ def _on_this_machine(value: Any) -> bool:
         host = urllib.parse.urlsplit(value if "//" in value else f"//{value}").hostname
     except ValueError:
         return False
-    if host == "localhost":
-        return True
-    try:
-        return host is not None and ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return _loopback_host(host)
 
 
 def _check_stages(stages: Any, own: set[str]) -> None:
