@@ -33,6 +33,18 @@ def host(x) -> np.ndarray:
     return np.asarray(get() if callable(get) else value)
 
 
+# A spectrum whose 256 MiB complex chunk cannot fit a worker given 300 MB: its worker is
+# killed for memory (tests of which stage a dead worker is blamed on).
+OOM_WORKFLOW = """\
+name: oom
+stages:
+  - {id: signal, op: random, shape: [4096, 4096], chunks: [4096, 4096]}
+  - {id: spectrum, op: fft, input: signal}
+  - {id: power, op: elementwise, inputs: {z: spectrum}, expr: "real(z)**2"}
+  - {id: w, op: write, input: power, path: p.npy}
+"""
+
+
 def load_workflow(tmp_path, text: str):
     """The plan of the workflow ``text`` (YAML, indented as in the test), run folder
     ``tmp_path/out``."""

@@ -8,16 +8,7 @@ from types import SimpleNamespace
 from distributed.scheduler import KilledWorker
 
 from pipeline import backends, failure, runner
-from tests.helpers import load_workflow
-
-OOM = """\
-    name: oom
-    stages:
-      - {id: signal, op: random, shape: [4096, 4096], chunks: [4096, 4096]}
-      - {id: spectrum, op: fft, input: signal}
-      - {id: power, op: elementwise, inputs: {z: spectrum}, expr: "real(z)**2"}
-      - {id: w, op: write, input: power, path: p.npy}
-    """
+from tests.helpers import OOM_WORKFLOW, load_workflow
 
 
 class Scheduler:
@@ -36,7 +27,7 @@ def test_a_dead_worker_is_blamed_on_the_largest_chunks_it_ran_whichever_task_com
     # A worker killed for memory was running the sink's small file-creating task beside the
     # fused random -> fft -> power task that filled it: the scheduler blames both, in either
     # order. The stage of largest chunks (fft's complex output) is named, not the sink.
-    plan = load_workflow(tmp_path, OOM)
+    plan = load_workflow(tmp_path, OOM_WORKFLOW)
     built = runner.build(plan, backends.CPU, tmp_path / "staging")
     span = built.span_ids
     sink = {"key": "_create_npy-1", "prefix": "_create_npy", "span": span["w"],

@@ -21,6 +21,7 @@ import pytest
 
 from pipeline import ctrl_c
 from pipeline.cli import main
+from tests.helpers import OOM_WORKFLOW
 
 X = " - {id: x, op: random, shape: [8, 4], chunks: [4, 4]}\n"
 WRITE_X = " - {id: w, op: write, input: x, path: x.npy}\n"
@@ -387,16 +388,8 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_results(tmp_path, addres
 
 @pytest.mark.slow
 def test_workers_killed_for_memory_are_blamed_on_the_stage(tmp_path):
-    text = textwrap.dedent("""\
-        name: oom
-        stages:
-          - {id: signal, op: random, shape: [4096, 4096], chunks: [4096, 4096]}
-          - {id: spectrum, op: fft, input: signal}
-          - {id: power, op: elementwise, inputs: {z: spectrum}, expr: "real(z)**2"}
-          - {id: w, op: write, input: power, path: p.npy}
-        """)
     env = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}  # fail at the first death
-    (tmp_path / "oom.yaml").write_text(text)
+    (tmp_path / "oom.yaml").write_text(OOM_WORKFLOW)
     proc = subprocess.run([sys.executable, "-m", "pipeline", "run", "oom.yaml", "--quiet",
                            "--no-dashboard", "--output-dir", "out", "--set",
                            "cluster.n_workers=1", "--set", "cluster.memory_limit=300MB"],
