@@ -405,9 +405,10 @@ def _stage_bandwidth(results: dict) -> list[str]:
     if not copy or not name or not runs[name].get("stages"):
         return []
     ceiling = copy["gb_per_s"]
-    parts = [f"{sid} ({st['op']}) {st['bytes'] / st['compute_s'] / 1e9:.1f} GB/s = "
-             f"{st['bytes'] / st['compute_s'] / 1e9 / ceiling:.0%}"
-             for sid, st in runs[name]["stages"].items()]
+    rates = {sid: (st["op"], st["bytes"] / st["compute_s"] / 1e9)
+             for sid, st in runs[name]["stages"].items()}
+    parts = [f"{sid} ({op}) {gbps:.1f} GB/s = {gbps / ceiling:.0%}"
+             for sid, (op, gbps) in rates.items()]
     return [f"  stage bandwidth, {name}, of d2d copy {ceiling:.1f} GB/s: " + ", ".join(parts)]
 
 
