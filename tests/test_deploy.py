@@ -21,7 +21,8 @@ from pipeline.cli import main
 from tests.docker_stack import free_port
 from tests.test_compose import compose
 
-pytestmark = pytest.mark.slow
+# one process runs them all (pytest -n, --dist loadgroup): they share one scheduler
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("deploy")]
 
 WORKFLOW = """\
 name: loss
@@ -96,11 +97,22 @@ class Deploy:
             return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
 
-    def start_workers(self, n: int, client) -> None:
-        before = len(client.scheduler_info()["workers"])
+    def ensure_workers(self, n: int, client) -> None:
+        """Start workers until ``n`` have joined: each test says what it needs, so none
+        depends on which tests ran before it in this process."""
+        missing = n - len(client.scheduler_info()["workers"])
         self.workers += [self._start(cpu_worker_command(self.address), "worker")
-                         for _ in range(n)]
-        client.wait_for_workers(before + n, timeout=60)
+                         for _ in range(missing)]
+        client.wait_for_workers(n, timeout=60)
+
+    def stop_workers(self, client, timeout: float = 30) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                self.kill(proc.pid)
+        deadline = time.monotonic() + timeout
+        while client.scheduler_info()["workers"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not client.scheduler_info()["workers"], "the killed workers stayed joined"
 
     def kill(self, pid: int) -> None:
         os.killpg(os.getpgid(pid), signal.SIGKILL)
@@ -141,8 +153,7 @@ def run(wf: str, out: Path, address: str, quiet: bool = True) -> int:
 
 def test_a_scheduler_without_workers_is_exit_2(deploy, tmp_path, capsys):
     d, client = deploy
-    if client.scheduler_info()["workers"]:
-        pytest.skip("runs first, before any worker joined")
+    d.stop_workers(client)
     with dask.config.set({"pipeline.workers-timeout": "1s"}):
         assert run(workflow(tmp_path, SMALL), tmp_path / "out", d.address) == 2
     err = capsys.readouterr().err.strip()
@@ -162,7 +173,7 @@ def local_result(cluster, tmp_path_factory) -> np.ndarray:
 def test_compose_commands_on_loopback_equal_the_local_cluster_run(deploy, local_result,
                                                                   tmp_path):
     d, client = deploy
-    d.start_workers(2, client)
+    d.ensure_workers(2, client)
     assert run(workflow(tmp_path, LONG), tmp_path / "deploy", d.address) == 0
     np.testing.assert_array_equal(np.load(tmp_path / "deploy" / "mean_power.npy"),
                                   local_result)
@@ -183,6 +194,7 @@ def test_compose_commands_on_loopback_equal_the_local_cluster_run(deploy, local_
 
 def test_gpu_backend_on_cpu_workers_is_exit_2(deploy, tmp_path, capsys):
     d, client = deploy
+    d.ensure_workers(2, client)
     wf = workflow(tmp_path, SMALL)
     code = main(["run", wf, "--address", d.address, "--backend", "gpu", "--quiet",
                  "--output-dir", str(tmp_path / "out")])
@@ -213,6 +225,7 @@ def run_and_kill(d, client, wf: str, out: Path, victims: int,
 
 def test_losing_a_worker_mid_run_still_completes(deploy, local_result, tmp_path, capsys):
     d, client = deploy
+    d.ensure_workers(2, client)
     code, killed = run_and_kill(d, client, workflow(tmp_path, LONG), tmp_path / "out",
                                 victims=1)
     assert code == 0 and len(killed) == 1
@@ -227,9 +240,7 @@ def test_losing_a_worker_mid_run_still_completes(deploy, local_result, tmp_path,
 def test_losing_every_worker_fails_cleanly(deploy, tmp_path, capsys, monkeypatch,
                                            on_a_terminal):
     d, client = deploy
-    workers = len(client.scheduler_info()["workers"])
-    if workers < 2:
-        d.start_workers(2 - workers, client)
+    d.ensure_workers(2, client)
     out = tmp_path / "out"
     if on_a_terminal:  # the progress display waits on the futures too
         monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
