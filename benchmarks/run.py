@@ -131,7 +131,7 @@ def run_workloads(size: float, repeats: int, names: list[str], gpu: bool = False
     import numpy as np
     from distributed import Client, LocalCluster, wait
 
-    from pipeline import backends, runner
+    from pipeline import backends, runner, settings
 
     if gpu:  # UNTESTED: written without a GPU to run it on
         import cupy as xp
@@ -190,7 +190,7 @@ def run_workloads(size: float, repeats: int, names: list[str], gpu: bool = False
                 # fused or not as `pipeline run` is by default (the per-callable meter
                 # a run adds is left out: about 14 us a call, docs/benchmarks.md)
                 config = {**backend.dask_config,
-                          "optimization.fuse.active": runner.fuse_default()}
+                          "optimization.fuse.active": settings.flag("fuse")}
 
                 def pipeline_side():
                     built = runner.build(seeded, backend, folder / "staging")

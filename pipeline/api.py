@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from pipeline import spec
+from pipeline import settings, spec
 from pipeline.errors import InputError
 from pipeline.result import Result
 from pipeline.spec import Workflow
@@ -78,7 +78,8 @@ def run(workflow: Workflow | str | Path | Mapping, *, client=None, backend: str 
         output_dir: str | Path | None = None, progress: bool | Any = False,
         cache: str | Path | None = None, address: str | None = None,
         dashboard_address: str | None = "keep", echo: Echo | None = None,
-        fuse: bool | None = None, trust_workflow: bool = False) -> Result:
+        fuse: bool | None = None, performance_report: bool | None = None,
+        trust_workflow: bool = False) -> Result:
     """Run a workflow on a Dask cluster and return its report and outputs.
 
     Parameters
@@ -112,6 +113,10 @@ def run(workflow: Workflow | str | Path | Mapping, *, client=None, backend: str 
         Let Dask fuse tasks (default: the Dask config ``pipeline.fuse``, true); False
         keeps one task per stage per chunk (``--no-fuse``). Per-stage figures are exact
         either way.
+    performance_report : bool, optional
+        Write Dask's performance report, performance-report.html (default: the Dask
+        config ``pipeline.performance-report``, true); False skips its 0.5 to 1 s of
+        rendering (``--no-performance-report``).
     trust_workflow : bool
         For a workflow file: see :func:`load`.
 
@@ -124,7 +129,8 @@ def run(workflow: Workflow | str | Path | Mapping, *, client=None, backend: str 
     Raises
     ------
     InputError
-        Bad input, found before any compute.
+        Bad input (also a bad ``pipeline.*`` Dask config value), found before any
+        compute.
     RunFailed
         A stage raised on the workers, or the workers were lost: the run folder is left as
         it was, and the failed run's report is filed in its history
@@ -136,6 +142,7 @@ def run(workflow: Workflow | str | Path | Mapping, *, client=None, backend: str 
     from pipeline.runfolder import RunFolder
 
     say = echo or (lambda line: None)
+    settings.check()
     wf = _workflow(workflow, trust_workflow)
     if backend is not None or output_dir is not None:
         wf = spec.revise(wf, [("backend", backend)] if backend is not None else [],
@@ -155,7 +162,7 @@ def run(workflow: Workflow | str | Path | Mapping, *, client=None, backend: str 
             + (f"; chunks: auto = {human_bytes(sized)}, from the GPU's memory" if sized else ""))
         cached = stage_cache.for_run(p, session.backend, cache)
         doc = runner.run(p, session.backend, session, progress=progress, cache=cached,
-                         fuse=fuse, folder=folder)
+                         fuse=fuse, performance_report=performance_report, folder=folder)
     for w in doc["warnings"][len(p.warnings):]:  # found while running: the cache's
         say(f"warning: {w}")
     return Result(doc, _destinations(p), wf.output_dir)

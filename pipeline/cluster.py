@@ -10,28 +10,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from pipeline import backends, ctrl_c, trust
+from pipeline import backends, ctrl_c, settings, trust
 from pipeline.backends import Backend
 from pipeline.errors import InputError
 from pipeline.gpu import extras
 from pipeline.spec import ClusterSpec
-
-# Dask config keys (``pipeline.<key>``, or DASK_PIPELINE__CONNECT_TIMEOUT=30s etc. in the
-# environment) and their defaults.
-TIMEOUTS = {
-    "connect-timeout": "10s",  # reaching an existing scheduler
-    "workers-timeout": "60s",  # for its first worker to join (containers start slowly)
-    "no-workers-timeout": "60s",  # a run with no worker left fails after this
-}
-
-
-def timeout_s(key: str) -> float:
-    """Seconds of the ``pipeline.<key>`` timeout (see :data:`TIMEOUTS`)."""
-    import dask
-    from dask.utils import parse_timedelta
-
-    return parse_timedelta(dask.config.get(f"pipeline.{key}", TIMEOUTS[key]))
-
 
 @dataclass
 class Session:
@@ -145,7 +128,7 @@ def attach(client, backend: str, tables: tuple[str, ...] = ()) -> Session:
         raise InputError(f"client must be a distributed.Client, got {type(client).__name__}",
                          where="client", hint="distributed.Client(...) or leave it out")
     address = client.scheduler.address
-    workers_s = timeout_s("workers-timeout")
+    workers_s = settings.seconds("workers-timeout")
     try:  # a worker may be (re)starting: wait as for a scheduler reached by address
         client.wait_for_workers(1, timeout=workers_s)
     except TimeoutError:
@@ -177,7 +160,7 @@ def _existing(address: str, spec: ClusterSpec, where: str):
     is closed on exit, never the cluster (we did not start it)."""
     from distributed import Client
 
-    connect_s = timeout_s("connect-timeout")
+    connect_s = settings.seconds("connect-timeout")
     sec = security(spec)
     if address.startswith("tls://"):
         from distributed.security import Security
@@ -202,7 +185,7 @@ def _existing(address: str, spec: ClusterSpec, where: str):
         raise InputError(f"bad scheduler address {address!r}: {e}", where=where,
                          hint="e.g. tcp://host:8786 or tls://host:8786") from None
     with client:
-        workers_s = timeout_s("workers-timeout")
+        workers_s = settings.seconds("workers-timeout")
         try:
             client.wait_for_workers(1, timeout=workers_s)
         except TimeoutError:

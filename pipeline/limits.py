@@ -14,17 +14,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pipeline import settings
 from pipeline.errors import InputError, OpError
-
-MAX_CHUNKS = 100_000  # default of the `pipeline.max-chunks` Dask config key
-
-
-def max_chunks() -> int:
-    """Most chunks (tasks) one stage may make: ``pipeline.max-chunks``."""
-    import dask
-
-    return int(dask.config.get("pipeline.max-chunks", MAX_CHUNKS))
-
 
 def chunk_bytes(spec: str, where: str = "chunks") -> int:
     """A chunk size given in bytes ("128 MiB"), which must be at least one byte.
@@ -79,14 +70,14 @@ def count_chunks(shape, chunks: Any, itemsize: int) -> float:
 
 
 def check_count(count: float, what: str, where: str = "chunks", unit: str = "chunks") -> None:
-    """Refuse more than :func:`max_chunks` chunks (or partitions: ``unit``).
+    """Refuse more than :func:`max_chunks` chunks (or partitions: ``unit``), ``pipeline.max-chunks``.
 
     Raises
     ------
     OpError
         ``what`` (e.g. "shape [10, 10] in chunks [1, 1]") names what makes them.
     """
-    limit = max_chunks()
+    limit = settings.count("max-chunks")
     if count > limit:
         raise OpError(f"{what} makes {count:,.0f} {unit}, more than {limit:,}",
                       where=where, hint=f"use larger {unit}, or raise pipeline.max-chunks "

@@ -8,7 +8,7 @@ stages are counted alike, fused or not, and agree with the report's ``tasks``.
 On a terminal the block is redrawn in place and always fits the window (finished stages
 collapse into one line, overflow into a count), so the screen never scrolls; elsewhere
 (CI logs, ``| tee``) a plain line is printed per stage event, and a heartbeat line when
-nothing was said for :func:`heartbeat_s` seconds.
+nothing was said for ``pipeline.progress-heartbeat`` (:mod:`pipeline.settings`).
 """
 
 from __future__ import annotations
@@ -23,18 +23,11 @@ from typing import TextIO
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
+from pipeline import settings
+
 BAR_WIDTH = 20
 INTERVAL_S = 0.5  # terminal redraw
 POLL_S = 1.0  # plain lines: how soon an event is printed
-HEARTBEAT = "10s"  # plain lines: the Dask config key pipeline.progress-heartbeat
-
-
-def heartbeat_s() -> float:
-    """Seconds of silence before a heartbeat line (``pipeline.progress-heartbeat``)."""
-    import dask
-    from dask.utils import parse_timedelta
-
-    return parse_timedelta(dask.config.get("pipeline.progress-heartbeat", HEARTBEAT))
 
 
 class StageProgress(SchedulerPlugin):
@@ -230,7 +223,8 @@ class Lines:
 
     def __init__(self, labels: dict[str, str], stream: TextIO, heartbeat: float | None = None):
         self.labels, self.stream = labels, stream
-        self.heartbeat = heartbeat_s() if heartbeat is None else heartbeat
+        self.heartbeat = settings.seconds("progress-heartbeat") if heartbeat is None \
+            else heartbeat
         self.seen: dict[str, str] = {}
         self.erred: dict[str, int] = {}
         self.said = 0.0

@@ -84,8 +84,7 @@ def render(doc: dict, files: dict | None = None) -> str:
         _dl(sorted(doc.get("versions", {}).items())),
         "<h2>Workflow</h2>",
         f"<pre>{_e(_yaml(wf.get('spec', {})))}</pre>",
-        "<p class=\"sub\">Dask's own view of the run (task stream, worker profiles) is in "
-        '<a href="performance-report.html">performance-report.html</a>.</p>',
+        _performance_link(doc.get("performance_report")),
         "</body></html>",
     ]
     return "\n".join(p for p in parts if p) + "\n"
@@ -287,6 +286,13 @@ def _stage_table(stages: list[dict], totals: dict) -> str:
     rows.append("</tbody></table>")
     rows += [f'<p class="sub">{_e(n)}</p>' for n in figure_notes(stages)]
     return "\n".join(rows)
+
+
+def _performance_link(name: str | None) -> str:
+    if not name:  # skipped (--no-performance-report), or a failed run's scheduler was gone
+        return ""
+    return ("<p class=\"sub\">Dask's own view of the run (task stream, worker profiles) is "
+            f'in <a href="{_e(name)}">{_e(name)}</a>.</p>')
 
 
 def _outputs(files: list[dict]) -> str:

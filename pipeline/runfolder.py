@@ -27,27 +27,12 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
+from pipeline import settings
 from pipeline.errors import InputError, OpError
 
 # Files the run itself writes at the top of the run folder; no sink may take their names.
 RESERVED = ("report.json", "report.html", "performance-report.html")
-HISTORY_KEEP = 5  # default of the `pipeline.history` Dask config key
 NAME_MAX = 255  # bytes in one file name, on the common file systems
-
-
-def history_keep() -> int:
-    """How many history entries to keep (``pipeline.history``; 0 keeps none)."""
-    import dask
-
-    value = dask.config.get("pipeline.history", HISTORY_KEEP)
-    try:
-        keep = int(value)
-    except (TypeError, ValueError):
-        keep = -1
-    if keep < 0:
-        raise InputError(f"bad value {value!r}", where="pipeline.history (Dask config)",
-                         hint="how many earlier runs to keep: 0 or more")
-    return keep
 
 
 def sink_path(path: str, run_dir: Path) -> PurePosixPath:
@@ -128,7 +113,7 @@ class RunFolder:
         self._lock_fd: int | None = None
         self._made: list[Path] = []  # parent folders this run created
         self._kept = False  # a result (swap or failed report) was left
-        self.keep = history_keep()
+        self.keep = settings.count("history")
 
     def __enter__(self) -> RunFolder:
         try:

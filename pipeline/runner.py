@@ -23,13 +23,14 @@ from typing import Any
 import dask
 import dask.array as da
 
-from pipeline import limits, metrics, report_html, runreport, storage
+from pipeline import limits, metrics, report_html, runreport, settings, storage
 from pipeline.accounting import graph
 from pipeline.accounting.stagemap import StageMap
 from pipeline.backends import Backend
 from pipeline.errors import InputError, OpError
 from pipeline.memory import MemorySampler
 from pipeline.ops.context import Context
+from pipeline.perf_report import FILENAME as PERFORMANCE_REPORT
 from pipeline.perf_report import PerformanceReport
 from pipeline.plan import Plan
 from pipeline.runfolder import RunFolder
@@ -39,12 +40,6 @@ from pipeline.watch import WorkerWatch
 # each in its stage's span (blockwise fusion of element-wise chains within a stage still
 # happens). Also what `advise --measure` builds under, as it reads spans.
 COMPUTE_CONFIG = {"optimization.fuse.active": False}
-
-
-def fuse_default() -> bool:
-    """Whether runs fuse tasks: the Dask config key ``pipeline.fuse`` (default true; e.g.
-    ``DASK_PIPELINE__FUSE=false``), which ``--no-fuse`` and ``run(fuse=False)`` override."""
-    return bool(dask.config.get("pipeline.fuse", True))
 
 
 @dataclass
@@ -172,14 +167,16 @@ def output_info(value) -> dict:
 
 
 def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
-        cache=None, fuse: bool | None = None, folder: RunFolder | None = None) -> dict:
+        cache=None, fuse: bool | None = None, performance_report: bool | None = None,
+        folder: RunFolder | None = None) -> dict:
     """Run the plan on ``session``'s cluster and return the report (also written).
 
     ``progress``: show per-stage progress on stdout (True) or on the given stream: redrawn
     in place on a terminal, plain lines and a heartbeat otherwise. ``cache``: the run's
     :class:`pipeline.cache.stages.StageCache`, if any. ``fuse``: let Dask fuse tasks
-    (None: :func:`fuse_default`); False keeps one task per stage per chunk. ``folder``:
-    the entered :class:`RunFolder` of ``output_dir`` (:func:`pipeline.run` opens it before
+    (None: the Dask config ``pipeline.fuse``); False keeps one task per stage per chunk.
+    ``performance_report``: write performance-report.html (None: the Dask config
+    ``pipeline.performance-report``). ``folder``: the entered :class:`RunFolder` of ``output_dir`` (:func:`pipeline.run` opens it before
     the cluster starts); by default the run opens its own.
 
     Raises
@@ -193,8 +190,10 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
     if folder is None:
         with RunFolder(plan.workflow.output_dir) as own:
             return run(plan, backend, session, progress=progress, cache=cache, fuse=fuse,
-                       folder=own)
-    fuse = fuse_default() if fuse is None else fuse
+                       performance_report=performance_report, folder=own)
+    fuse = settings.flag("fuse") if fuse is None else fuse
+    if performance_report is None:
+        performance_report = settings.flag("performance-report")
     built = None  # nothing is written while building: a failure there leaves nothing
     try:
         built = build(plan, backend, folder.staging, cache)
@@ -209,7 +208,7 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
         except InputError as e:
             raise e.located(file=plan.workflow.label) from None
         return _execute(plan, backend, session, folder, built, computed, memory_limit,
-                        progress, cache, fuse)
+                        progress, cache, fuse, performance_report)
     finally:
         if cache:
             cache.close()  # drops what is not committed (the run failed)
@@ -219,7 +218,7 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
 
 def _execute(plan: Plan, backend: Backend, session, folder: RunFolder, built: Built,
              computed: set[str], memory_limit: int | None, progress, cache,
-             fuse: bool) -> dict:
+             fuse: bool, performance_report: bool) -> dict:
     """Compute the built plan, write its reports and swap the run folder in; or file the
     failed run's report and raise :class:`RunFailed`."""
     client, staging = session.client, folder.staging
@@ -232,8 +231,8 @@ def _execute(plan: Plan, backend: Backend, session, folder: RunFolder, built: Bu
     t0 = time.perf_counter()
     run = _Submitted()
     memory, prepared = None, None
-    perf = PerformanceReport(staging / "performance-report.html",
-                             runreport.workflow_text(plan.workflow))
+    perf = PerformanceReport(staging / PERFORMANCE_REPORT,
+                             runreport.workflow_text(plan.workflow), performance_report)
     try:
         if cache or _uses_zarr(plan):
             # zarr 3 imports itself circularly: a fresh worker importing it in two
@@ -271,7 +270,7 @@ def _execute(plan: Plan, backend: Backend, session, folder: RunFolder, built: Bu
                 plan, backend, session, built, computed=computed, rows=rows,
                 stage_metrics=stage_metrics, other=other, started=started,
                 wall=time.perf_counter() - t0, memory=memory, watch=run.watch,
-                accounting=accounting, cache=cache)
+                accounting=accounting, cache=cache, performance_report=perf.enabled)
             runreport.write(staging, doc, built)  # plots: read where staged
         finally:
             perf.wait()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pipeline import failure, metrics, report, report_html, storage
 from pipeline.errors import RunFailed
+from pipeline.perf_report import FILENAME as PERFORMANCE_REPORT
 
 
 def workflow_text(wf) -> str:
@@ -22,12 +23,13 @@ def workflow_text(wf) -> str:
 
 def document(plan, backend, session, built, *, computed: set[str], rows: dict,
              stage_metrics: dict, other: dict, started: datetime, wall: float, memory,
-             watch, accounting: dict | None, cache, found: failure.Failure | None = None
-             ) -> dict:
+             watch, accounting: dict | None, cache, performance_report: bool,
+             found: failure.Failure | None = None) -> dict:
     """The report.json document: of a finished run, or (``found``) of a failed one, with
     what was measured before it failed. ``other``: what the run's tasks did outside every
     stage's code (:func:`pipeline.metrics.stage_metrics`); ``accounting``: what the
-    figures are; ``cache``: the run's StageCache, if any."""
+    figures are; ``cache``: the run's StageCache, if any; ``performance_report``: whether
+    the folder has performance-report.html."""
     from pipeline.runner import output_info
 
     wf = plan.workflow
@@ -66,6 +68,7 @@ def document(plan, backend, session, built, *, computed: set[str], rows: dict,
         "totals": totals,
         # local ones relative to the run folder, so they hold wherever it is moved
         "outputs": [] if found else outputs(built),
+        "performance_report": PERFORMANCE_REPORT if performance_report else None,
         "reads_outside_workflow_folder": list(built.outside_reads),
         "warnings": list(plan.warnings) + (cache.warnings if cache else []),
         "lost_workers": watch.lost if watch else [],
@@ -104,15 +107,16 @@ def failed(error: Exception, folder, *, plan, backend, session, built, computed:
                                                          built.run_span, prepared.tasks)
         except Exception:  # noqa: BLE001 - the scheduler may be gone; report what we know
             pass
+    rendered = perf.enabled
     try:
         perf.render(session.client)
         perf.wait()
     except Exception:  # noqa: BLE001 - not started, or the scheduler is gone: no report
-        pass
+        rendered = False
     doc = document(plan, backend, session, built, computed=computed, rows={},
                    stage_metrics=stage_metrics, other=other, started=started,
                    wall=time.perf_counter() - t0, memory=memory, watch=watch,
-                   accounting=None, cache=None, found=found)
+                   accounting=None, cache=None, performance_report=rendered, found=found)
     try:
         entry = folder.fail(started, lambda into: write(into, doc))
         where = f"report: {entry / 'report.json'}"

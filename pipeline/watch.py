@@ -24,10 +24,10 @@ class WorkerWatch:
     """
 
     def __init__(self, client, futures, address: str, timeout_s: float | None = None):
-        from pipeline.cluster import timeout_s as configured
+        from pipeline import settings
 
         self.client, self.futures, self.address = client, list(futures), address
-        self.timeout_s = configured("no-workers-timeout") if timeout_s is None else timeout_s
+        self.timeout_s = settings.seconds("no-workers-timeout") if timeout_s is None else timeout_s
         self.lost: list[dict] = []
         self.failure: str | None = None
         self._stop = threading.Event()

@@ -77,6 +77,22 @@ def make_ctx(tmp_path, backend):
     return make
 
 
+@pytest.fixture(autouse=True)
+def performance_report(request, monkeypatch):
+    """Runs write Dask's performance report only in tests marked ``performance_report``.
+
+    Rendering it takes 0.5 to 1 s of CPU per run whatever the run's size, a third of this
+    suite's CPU time; the marked tests (its file, the run folder's rules, failures,
+    interruptions, the deploy) keep it on as a user has it. Set in Dask's config for runs
+    in this process and in the environment for ``python -m pipeline`` subprocesses."""
+    import dask
+
+    on = request.node.get_closest_marker("performance_report") is not None
+    monkeypatch.setenv("DASK_PIPELINE__PERFORMANCE_REPORT", str(on))
+    with dask.config.set({"pipeline.performance-report": on}):
+        yield on
+
+
 @pytest.fixture(scope="session")
 def cluster():
     """One real multi-process cluster shared by every test that runs whole workflows."""

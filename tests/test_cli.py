@@ -19,6 +19,7 @@ def run(args, address, tmp_path):
                  "--quiet"])
 
 
+@pytest.mark.performance_report
 def test_run_writes_outputs_and_report(address, tmp_path, capsys):
     assert run([SPECTRUM, *SMALL], address, tmp_path) == 0
     out = tmp_path / "out"
@@ -46,8 +47,20 @@ def test_run_writes_outputs_and_report(address, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == [
         "mean_power.npy", "mean_power.png", "performance-report.html", "report.html",
         "report.json"]
+    assert report["performance_report"] == "performance-report.html"
+    assert 'href="performance-report.html"' in (out / "report.html").read_text()
     table = capsys.readouterr().out
     assert "mean_power" in table and "run folder:" in table
+
+
+@pytest.mark.performance_report  # on in Dask's config: the flag alone turns it off
+def test_no_performance_report_writes_none_and_links_none(address, tmp_path):
+    assert run([SPECTRUM, *SMALL, "--no-performance-report"], address, tmp_path) == 0
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "mean_power.npy", "mean_power.png", "report.html", "report.json"]
+    assert json.loads((out / "report.json").read_text())["performance_report"] is None
+    assert "performance-report" not in (out / "report.html").read_text()
 
 
 def test_result_equals_numpy(address, tmp_path):

@@ -44,12 +44,6 @@ def test_unreachable_scheduler_is_exit_2_within_the_timeout(tmp_path, capsys, vi
     assert "\n" not in err and not (tmp_path / "out").exists()
 
 
-def test_timeouts_come_from_dask_config():
-    assert cluster.timeout_s("connect-timeout") == 10
-    with dask.config.set({"pipeline.no-workers-timeout": "2 minutes"}):
-        assert cluster.timeout_s("no-workers-timeout") == 120
-
-
 @pytest.mark.parametrize("requested, workers, local_missing, want", [
     ("auto", [GPU_WORKER, GPU_WORKER], (), "gpu (auto: 2 GPU worker(s))"),
     ("gpu", [GPU_WORKER], (), "gpu (asked for: 1 GPU worker(s))"),

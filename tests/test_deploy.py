@@ -22,7 +22,8 @@ from tests.docker_stack import free_port
 from tests.test_compose import compose
 
 # one process runs them all (pytest -n, --dist loadgroup): they share one scheduler
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("deploy")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("deploy"),
+              pytest.mark.performance_report]
 
 WORKFLOW = """\
 name: loss

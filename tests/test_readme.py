@@ -65,6 +65,16 @@ def test_every_cluster_key_is_documented_with_its_default():
         assert rows[key].strip() == yaml_value(default), key
 
 
+def test_every_dask_config_key_is_documented_with_its_default():
+    from pipeline import settings
+
+    rows = dict(re.findall(r"^\| `([\w-]+)` \| ([^|]+) \|", section("Dask config"), re.M))
+    assert set(rows) == {*settings.DEFAULTS, "address"}  # address: a scheduler, or null
+    for key, default in settings.DEFAULTS.items():
+        text = str(default).lower() if isinstance(default, bool) else str(default)
+        assert rows[key].strip() == text, key
+
+
 def test_every_shipped_workflow_is_in_the_workflow_table():
     table = section("Real workloads")
     listed = set(re.findall(r"^\| `(\w+)\.yaml` \|", table, re.M))

@@ -35,6 +35,7 @@ DOC = {
                 "dashboard": "http://127.0.0.1:8787/status"},
     "versions": {"dask": "2026.7.1", "python": "3.11.7"},
     "started": "2026-01-01T00:00:00+00:00",
+    "performance_report": "performance-report.html",
     "stages": [
         stage("load", "read", 1.25, 2.5, 3 << 30, 0, start=T0, stop=T0 + 1.25, upstream=[],
               output={"kind": "array", "shape": [1000, 10], "dtype": "float64",
@@ -94,6 +95,12 @@ def test_text_is_escaped_and_nothing_is_fetched(page):
     assert "<script" not in page and "<link" not in page and "@import" not in page
     assert not re.search(r'(src|href)="(https?:)?//', page)  # no remote resources
     assert 'href="performance-report.html"' in page  # the one link: a sibling file
+
+
+def test_no_link_to_a_performance_report_the_run_did_not_write(tmp_path):
+    path = tmp_path / "report.html"
+    report_html.write(path, {**DOC, "performance_report": None})
+    assert "performance-report" not in path.read_text()
 
 
 def test_write_is_atomic(tmp_path):

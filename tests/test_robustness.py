@@ -23,6 +23,9 @@ from pipeline import ctrl_c
 from pipeline.cli import main
 from tests.helpers import OOM_WORKFLOW
 
+# as a user runs: interrupted, killed or failed runs with Dask's report rendering too
+pytestmark = pytest.mark.performance_report
+
 X = " - {id: x, op: random, shape: [8, 4], chunks: [4, 4]}\n"
 WRITE_X = " - {id: w, op: write, input: x, path: x.npy}\n"
 

@@ -29,6 +29,7 @@ def explode_op():
     del REGISTRY["explode"]
 
 
+@pytest.mark.performance_report
 def test_failed_run_leaves_nothing_partial(tmp_path, session, explode_op):
     p = load_workflow(tmp_path, """
         name: fails
@@ -48,6 +49,7 @@ def test_failed_run_leaves_nothing_partial(tmp_path, session, explode_op):
                                                       "report.json"]
     doc = json.loads((entry / "report.json").read_text())
     assert doc["status"] == "failed" and doc["outputs"] == []
+    assert doc["performance_report"] == "performance-report.html"
     assert doc["failure"]["stage"] == "bad" and doc["failure"]["op"] == "explode"
     assert "ZeroDivisionError: injected failure" in doc["failure"]["exception"]
     assert doc["failure"]["task"].startswith("('_boom-")  # the Dask key, kept for experts
@@ -68,8 +70,12 @@ def test_run_failure_exit_code_is_1(tmp_path, session, explode_op, capsys):
     assert err.startswith("error: stages.b: the run failed: ZeroDivisionError") and "\n" not in err
     [entry] = (tmp_path / "out.history").iterdir()
     assert err.endswith(f"report: {entry / 'report.json'})")
+    # pipeline.performance-report is false here (tests/conftest.py): nothing rendered
+    assert sorted(f.name for f in entry.iterdir()) == ["report.html", "report.json"]
+    assert json.loads((entry / "report.json").read_text())["performance_report"] is None
 
 
+@pytest.mark.performance_report
 def test_rerun_replaces_outputs_and_shared_intermediate(tmp_path, session):
     text = """
         name: twice
