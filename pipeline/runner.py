@@ -30,8 +30,7 @@ from pipeline.backends import Backend
 from pipeline.errors import InputError, OpError
 from pipeline.memory import MemorySampler
 from pipeline.ops.context import Context
-from pipeline.perf_report import FILENAME as PERFORMANCE_REPORT
-from pipeline.perf_report import PerformanceReport
+from pipeline.perf_report import FILENAME as PERFORMANCE_REPORT, PerformanceReport
 from pipeline.plan import Plan
 from pipeline.runfolder import RunFolder
 from pipeline.watch import WorkerWatch
@@ -176,8 +175,9 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
     :class:`pipeline.cache.stages.StageCache`, if any. ``fuse``: let Dask fuse tasks
     (None: the Dask config ``pipeline.fuse``); False keeps one task per stage per chunk.
     ``performance_report``: write performance-report.html (None: the Dask config
-    ``pipeline.performance-report``). ``folder``: the entered :class:`RunFolder` of ``output_dir`` (:func:`pipeline.run` opens it before
-    the cluster starts); by default the run opens its own.
+    ``pipeline.performance-report``). ``folder``: the entered :class:`RunFolder` of
+    ``output_dir`` (:func:`pipeline.run` opens it before the cluster starts); by default
+    the run opens its own.
 
     Raises
     ------
