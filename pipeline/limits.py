@@ -70,7 +70,7 @@ def count_chunks(shape, chunks: Any, itemsize: int) -> float:
 
 
 def check_count(count: float, what: str, where: str = "chunks", unit: str = "chunks") -> None:
-    """Refuse more than :func:`max_chunks` chunks (or partitions: ``unit``), ``pipeline.max-chunks``.
+    """Refuse more than ``pipeline.max-chunks`` chunks (or partitions: ``unit``).
 
     Raises
     ------
