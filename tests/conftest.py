@@ -77,6 +77,12 @@ def make_ctx(tmp_path, backend):
     return make
 
 
+def pytest_collection_modifyitems(items):
+    """The ``slow`` tests first: under ``pytest -n`` the longest one (the GPU-proof
+    rehearsal, about a minute) then overlaps the rest instead of running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True)
 def performance_report(request, monkeypatch):
     """Runs write Dask's performance report only in tests marked ``performance_report``.
