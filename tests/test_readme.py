@@ -1,5 +1,7 @@
 import re
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -63,6 +65,19 @@ def test_every_cluster_key_is_documented_with_its_default():
     assert set(rows) == set(CLUSTER_DEFAULTS)
     for key, default in CLUSTER_DEFAULTS.items():
         assert rows[key].strip() == yaml_value(default), key
+
+
+@pytest.mark.parametrize("name", ["load", "run", "build"])
+def test_the_api_signatures_are_the_documented_ones(name):
+    import inspect
+
+    import pipeline
+
+    params = inspect.signature(getattr(pipeline, name)).parameters
+    documented = re.search(rf"`pipeline\.{name}\(([^)]*)\)`", section("Python API")).group(1)
+    named = [p.split("=")[0].strip() for p in documented.split(",")]
+    named = [n for n in named if n not in ("", "*")]
+    assert named == list(params), name
 
 
 def test_every_dask_config_key_is_documented_with_its_default():
