@@ -142,6 +142,10 @@ def run(workflow: Workflow | str | Path | Mapping, *, client=None, backend: str 
     from pipeline.runfolder import RunFolder
 
     say = echo or (lambda line: None)
+    for name, value in (("fuse", fuse), ("performance_report", performance_report)):
+        if value is not None and not isinstance(value, bool):
+            raise InputError(f"{name} must be True, False or None, got {value!r}", where=name,
+                             hint="None takes the Dask config's pipeline.* setting")
     settings.check()
     wf = _workflow(workflow, trust_workflow)
     if backend is not None or output_dir is not None:

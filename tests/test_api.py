@@ -117,6 +117,15 @@ def test_run_refuses_a_client_that_is_not_one(tmp_path):
                      output_dir=tmp_path)
 
 
+@pytest.mark.parametrize("switch", ["fuse", "performance_report"])
+def test_run_switches_are_booleans(tmp_path, switch):
+    # "no" is truthy: taken as True, and written as is into report.json, before
+    with pytest.raises(pipeline.InputError, match=f"{switch} must be True, False or None"):
+        pipeline.run(pipeline.load(SPECTRUM, SMALL), output_dir=tmp_path / "out",
+                     **{switch: "no"})
+    assert not (tmp_path / "out").exists()
+
+
 def test_values_of_tables_and_scalars(client, tmp_path):
     doc = {"name": "t", "stages": [
         {"id": "t", "op": "random_table", "rows": 500, "partitions": 3, "seed": 4,
