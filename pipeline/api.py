@@ -19,6 +19,7 @@ is imported with this module: Dask and the rest load on the first call.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -141,11 +142,10 @@ def run(workflow: Workflow | str | Path | Mapping, *, client=None, backend: str 
     from pipeline.report import human_bytes
     from pipeline.runfolder import RunFolder
 
+    _check_arguments(output_dir=output_dir, progress=progress, cache=cache, address=address,
+                     dashboard_address=dashboard_address, echo=echo, fuse=fuse,
+                     performance_report=performance_report, trust_workflow=trust_workflow)
     say = echo or (lambda line: None)
-    for name, value in (("fuse", fuse), ("performance_report", performance_report)):
-        if value is not None and not isinstance(value, bool):
-            raise InputError(f"{name} must be True, False or None, got {value!r}", where=name,
-                             hint="None takes the Dask config's pipeline.* setting")
     settings.check()
     wf = _workflow(workflow, trust_workflow)
     if backend is not None or output_dir is not None:
@@ -170,6 +170,30 @@ def run(workflow: Workflow | str | Path | Mapping, *, client=None, backend: str 
     for w in doc["warnings"][len(p.warnings):]:  # found while running: the cache's
         say(f"warning: {w}")
     return Result(doc, _destinations(p), wf.output_dir)
+
+
+_PATH = ((str, os.PathLike), "a path")
+_SWITCH = ((bool,), "True or False")
+# run()'s keyword arguments: the types each takes (None aside), as said in the error
+_ARGUMENTS = {"output_dir": _PATH, "cache": _PATH, "address": ((str,), "a scheduler address"),
+              "dashboard_address": ((str,), "an address such as 127.0.0.1:8787"),
+              "fuse": _SWITCH, "performance_report": _SWITCH, "trust_workflow": _SWITCH}
+
+
+def _check_arguments(**given) -> None:
+    """A wrong type passed to :func:`run` is bad input, said before anything starts (not
+    a TypeError from deep inside, a folder named "5", nor a run failed "on a worker")."""
+    for name, value in given.items():
+        if name == "progress":
+            ok = isinstance(value, bool) or callable(getattr(value, "write", None))
+            what = "True, False or a text stream"
+        elif name == "echo":
+            ok, what = value is None or callable(value), "a function of one line"
+        else:
+            types, what = _ARGUMENTS[name]
+            ok = value is None and name != "trust_workflow" or isinstance(value, types)
+        if not ok:
+            raise InputError(f"{name} must be {what}, got {value!r}", where=name)
 
 
 def build(workflow: Workflow | str | Path | Mapping, client=None) -> dict[str, Any]:

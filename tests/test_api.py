@@ -117,13 +117,22 @@ def test_run_refuses_a_client_that_is_not_one(tmp_path):
                      output_dir=tmp_path)
 
 
-@pytest.mark.parametrize("switch", ["fuse", "performance_report"])
-def test_run_switches_are_booleans(tmp_path, switch):
-    # "no" is truthy: taken as True, and written as is into report.json, before
-    with pytest.raises(pipeline.InputError, match=f"{switch} must be True, False or None"):
-        pipeline.run(pipeline.load(SPECTRUM, SMALL), output_dir=tmp_path / "out",
-                     **{switch: "no"})
-    assert not (tmp_path / "out").exists()
+@pytest.mark.parametrize("name, value, what", [
+    # before: "no" is truthy, so taken as True (and written as is into report.json)
+    ("fuse", "no", "True or False"), ("performance_report", "no", "True or False"),
+    ("trust_workflow", None, "True or False"),
+    ("output_dir", 5, "a path"),  # before: a run folder named "5"
+    ("cache", 5, "a path"), ("address", 5, "a scheduler address"),
+    ("dashboard_address", 5, "an address"),  # before: AttributeError
+    ("echo", 5, "a function of one line"),  # before: TypeError, after the cluster started
+    ("progress", "x", "True, False or a text stream"),  # before: "failed on a worker"
+])
+def test_run_refuses_an_argument_of_a_wrong_type(tmp_path, monkeypatch, name, value, what):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(pipeline.InputError, match=f"{name} must be {what}"):
+        pipeline.run(pipeline.load(SPECTRUM, SMALL), **{"output_dir": tmp_path / "out",
+                                                       name: value})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_values_of_tables_and_scalars(client, tmp_path):
