@@ -65,6 +65,8 @@ def load(source: str | Path | Mapping, overrides: Mapping[str, Any] | list[str] 
         A missing or malformed file, a bad override or field; a file that sets what it
         may not on its own.
     """
+    _check_arguments(overrides=overrides, output_dir=output_dir, base_dir=base_dir,
+                     trust_workflow=trust_workflow)
     items = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides or ())
     if isinstance(source, Mapping):
         return spec.from_mapping(source, items, output_dir, base_dir=base_dir)
@@ -174,14 +176,16 @@ def run(workflow: Workflow | str | Path | Mapping, *, client=None, backend: str 
 
 _PATH = ((str, os.PathLike), "a path")
 _SWITCH = ((bool,), "True or False")
-# run()'s keyword arguments: the types each takes (None aside), as said in the error
-_ARGUMENTS = {"output_dir": _PATH, "cache": _PATH, "address": ((str,), "a scheduler address"),
+# load()'s and run()'s arguments: the types each takes (None aside), as said in the error
+_ARGUMENTS = {"output_dir": _PATH, "base_dir": _PATH, "cache": _PATH,
+              "overrides": ((Mapping, list, tuple), "a mapping or a list of K=V strings"),
+              "address": ((str,), "a scheduler address"),
               "dashboard_address": ((str,), "an address such as 127.0.0.1:8787"),
               "fuse": _SWITCH, "performance_report": _SWITCH, "trust_workflow": _SWITCH}
 
 
 def _check_arguments(**given) -> None:
-    """A wrong type passed to :func:`run` is bad input, said before anything starts (not
+    """A wrong type passed to :func:`load` or :func:`run` is bad input, said before anything starts (not
     a TypeError from deep inside, a folder named "5", nor a run failed "on a worker")."""
     for name, value in given.items():
         if name == "progress":

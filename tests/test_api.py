@@ -118,6 +118,17 @@ def test_run_refuses_a_client_that_is_not_one(tmp_path):
 
 
 @pytest.mark.parametrize("name, value, what", [
+    ("overrides", 5, "a mapping or a list"),  # before: TypeError
+    ("output_dir", 5, "a path"),  # before: a Workflow whose run folder is "5"
+    ("base_dir", 5, "a path"),  # before: TypeError
+    ("trust_workflow", "no", "True or False"),  # before: "no", truthy, trusted the file
+])
+def test_load_refuses_an_argument_of_a_wrong_type(name, value, what):
+    with pytest.raises(pipeline.InputError, match=f"{name} must be {what}"):
+        pipeline.load(SPECTRUM, **{name: value})
+
+
+@pytest.mark.parametrize("name, value, what", [
     # before: "no" is truthy, so taken as True (and written as is into report.json)
     ("fuse", "no", "True or False"), ("performance_report", "no", "True or False"),
     ("trust_workflow", None, "True or False"),
