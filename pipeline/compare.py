@@ -1,9 +1,9 @@
 """``python -m pipeline compare RUN_A RUN_B``: what changed between two runs.
 
 Works from the two runs' ``report.json`` alone: the workflow settings that differ (after
-``--set`` overrides), the backend, cluster and library versions that differ, then stage
-by stage the time, compute, tasks, bytes host<->device and output, with B's change
-relative to A. A run is a run folder (or its ``report.json``); given one run folder
+``--set`` overrides), the backend, cluster, library versions and how it ran (fused,
+performance report) that differ, then stage by stage the time, compute, tasks, bytes
+host<->device and output, with B's change relative to A. A run is a run folder (or its ``report.json``); given one run folder
 only, the newest earlier run kept beside it in ``<folder>.history/`` is A.
 """
 
@@ -16,6 +16,7 @@ from pipeline.errors import InputError
 from pipeline.report import RUN, describe_output, human_bytes, seconds
 
 HISTORY_SUFFIX = ".history"  # DIR.history/<timestamp>/ holds DIR's earlier runs
+HOW = ("fused", "performance report")  # compared only where both reports say
 PEAK_NOISE = 0.10  # memory peaks are sampled (every 0.2 s): smaller changes are not shown
 
 
@@ -105,13 +106,19 @@ def _setting_changes(a: dict, b: dict) -> list[tuple[str, str, str]]:
             out[f"cluster: {key}"] = (doc.get("cluster") or {}).get(key)
         for name, version in (doc.get("versions") or {}).items():
             out[f"version: {name}"] = version
+        # how it ran (--no-fuse, --no-performance-report): both change the wall times
+        if doc.get("accounting"):  # not in a failed run's report
+            out["fused"] = doc["accounting"].get("fused")
+        if "performance_report" in doc:  # not in reports older than the field
+            out["performance report"] = doc["performance_report"] is not None
         return out
 
     fa, fb = flat(a), flat(b)
     missing = "(absent)"
     return [(key, _show(fa.get(key, missing)), _show(fb.get(key, missing)))
             for key in [*fa, *(k for k in fb if k not in fa)]
-            if fa.get(key, missing) != fb.get(key, missing)]
+            if fa.get(key, missing) != fb.get(key, missing)
+            and (key not in HOW or key in fa and key in fb)]  # unknown on one side: not said
 
 
 def _flatten(mapping: dict, prefix: str) -> dict:

@@ -52,6 +52,18 @@ def test_stage_by_stage_changes():
     assert "2.00 -> 2.00" in lines_of(text, "(run)")[0]  # no stage id can be "(run)"
 
 
+def test_how_the_runs_ran_is_a_setting():
+    # unknown to one report (a failed run's, or one older than the field): not said
+    a = report([stage("a", 1.0, 2.0)])
+    b = {**report([stage("a", 2.0, 2.0)]), "accounting": {"fused": False},
+         "performance_report": "performance-report.html"}
+    text = compare.render(a, b, "a", "b")
+    assert "fused" not in text and "performance report" not in text
+    text = compare.render(b, {**b, "accounting": {"fused": True}, "performance_report": None},
+                          "b", "c")
+    assert "  fused: false -> true" in text and "  performance report: true -> false" in text
+
+
 def write_run(folder, doc):
     folder.mkdir(parents=True)
     (folder / "report.json").write_text(json.dumps(doc))
