@@ -118,8 +118,8 @@ def run(workflow: Workflow | str | Path | Mapping, *, client=None, backend: str 
         either way.
     performance_report : bool, optional
         Write Dask's performance report, performance-report.html (default: the Dask
-        config ``pipeline.performance-report``, true); False skips its 0.5 to 1 s of
-        rendering (``--no-performance-report``).
+        config ``pipeline.performance-report``, true); False saves its rendering, 1 to 2 s
+        of a run on 2 cores (``--no-performance-report``).
     trust_workflow : bool
         For a workflow file: see :func:`load`.
 

@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
                           "per-stage figures are exact either way")
     run.add_argument("--no-performance-report", action="store_true",
                      help="skip Dask's performance report (performance-report.html): "
-                          "0.5 to 1 s less per run")
+                          "about 1 to 2 s less per run on 2 cores")
 
     validate = sub.add_parser("validate", help="check a workflow; print its stage DAG")
     workflow_args(validate)

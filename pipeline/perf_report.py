@@ -15,8 +15,9 @@ network:
   runner writes the outputs, report.json and report.html; :meth:`PerformanceReport.wait`
   joins it before the file is moved into place.
 
-What remains (0.5 to 1 s of Bokeh models built and serialised on the scheduler, whatever
-the run's size) is the price of most of a small run: ``--no-performance-report`` or the
+What remains (0.75 s or more of Bokeh models built and serialised on the scheduler,
+whatever the run's size; 1 to 2 s of a run's wall clock on 2 cores, README) can be most
+of a small run: ``--no-performance-report`` or the
 Dask config ``pipeline.performance-report: false`` skips the report.
 """
 
