@@ -185,8 +185,9 @@ _ARGUMENTS = {"output_dir": _PATH, "base_dir": _PATH, "cache": _PATH,
 
 
 def _check_arguments(**given) -> None:
-    """A wrong type passed to :func:`load` or :func:`run` is bad input, said before anything starts (not
-    a TypeError from deep inside, a folder named "5", nor a run failed "on a worker")."""
+    """A wrong type passed to :func:`load` or :func:`run` is bad input, said before
+    anything starts: not a TypeError from deep inside, a folder named "5", nor a run
+    failed "on a worker"."""
     for name, value in given.items():
         if name == "progress":
             ok = isinstance(value, bool) or callable(getattr(value, "write", None))

@@ -28,7 +28,7 @@ DURATIONS = ("connect-timeout", "workers-timeout", "no-workers-timeout",
              "progress-heartbeat")
 MINIMUMS = {"history": 0, "max-chunks": 1}
 FLAGS = ("fuse", "performance-report")
-# a longer wait is a hang to the user, and asyncio cannot schedule one much longer
+# a wait longer than a week is a hang to the user, or a slip (1e30s, 60 read as 60 days)
 MAX_SECONDS = 7 * 24 * 3600
 
 
