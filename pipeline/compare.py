@@ -3,8 +3,9 @@
 Works from the two runs' ``report.json`` alone: the workflow settings that differ (after
 ``--set`` overrides), the backend, cluster, library versions and how it ran (fused,
 performance report) that differ, then stage by stage the time, compute, tasks, bytes
-host<->device and output, with B's change relative to A. A run is a run folder (or its ``report.json``); given one run folder
-only, the newest earlier run kept beside it in ``<folder>.history/`` is A.
+host<->device and output, with B's change relative to A. A run is a run folder (or its
+``report.json``); given one run folder only, the newest earlier run kept beside it in
+``<folder>.history/`` is A.
 """
 
 from __future__ import annotations
