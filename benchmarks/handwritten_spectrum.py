@@ -92,9 +92,9 @@ def _plot(values, path: str) -> None:
 
 def _write_timings(path: str, marks: list) -> None:
     """{phase: [wall s, CPU s of this process]}; the workers' CPU is not included."""
-    import psutil  # a dependency of distributed
+    import process_age  # beside this script
 
-    started_ago = time.time() - psutil.Process(os.getpid()).create_time()
+    started_ago = process_age.seconds()
     t_start, c_start = marks[0][1], marks[0][2]
     phases = {"interpreter_start_s": [max(started_ago - (time.perf_counter() - T_SCRIPT), 0.0),
                                       0.0],

@@ -50,11 +50,10 @@ def main() -> int:
     import contextlib
     import io
     import json
-    import os
 
-    import psutil  # a dependency of distributed
+    import process_age  # beside this script
 
-    started_ago = time.time() - psutil.Process(os.getpid()).create_time()
+    started_ago = process_age.seconds()
     p = argparse.ArgumentParser()
     p.add_argument("--json", required=True)
     p.add_argument("cli_args", nargs=argparse.REMAINDER)

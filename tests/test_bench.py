@@ -4,9 +4,13 @@ a table with sane ratios. Speed is measured by the benchmark itself, never asser
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import time
 
 import pipeline
 from pipeline import cli
+from tests.conftest import REPO
 
 WORKLOADS = ("fft", "matmul", "transpose_sum", "elementwise", "arithmetic", "reduction",
              "groupby", "join", "convolve")
@@ -35,3 +39,14 @@ def test_bench_without_source_tree(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(pipeline, "__file__", str(fake))
     assert cli.main(["bench", "--no-doc"]) == 2
     assert "benchmarks/run.py not found" in capsys.readouterr().err
+
+
+def test_process_age_is_the_time_since_launch():
+    # the phase tables' "interpreter start": psutil's create_time read 0.68 s early on the
+    # development host (boot time in whole seconds), so a process seemed 0.7 s older
+    script = "import time; time.sleep(0.3); import process_age; print(process_age.seconds())"
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         cwd=REPO / "benchmarks", check=True).stdout
+    elapsed = time.perf_counter() - t0
+    assert 0.3 <= float(out) <= elapsed + 0.02  # one clock tick of slack
