@@ -165,9 +165,10 @@ def _workflow(args, extra=()):
 
 
 def _validate(args) -> int:
-    from pipeline import backends, runner
+    from pipeline import backends, runner, settings
     from pipeline.report import describe_output, human_bytes
 
+    settings.check()  # "ok" means the run would start: a bad pipeline.* value would not
     p = _load(args)
     wf = p.workflow
     # Shapes and dtypes do not depend on the backend: check them on the CPU one.

@@ -65,6 +65,13 @@ def test_a_bad_value_stops_a_run_before_any_cluster_starts(tmp_path, capsys, mon
     assert not out.exists()
 
 
+def test_validate_checks_them_as_run_does(capsys):
+    with dask.config.set({"pipeline.history": -1}):
+        assert main(["validate", SPECTRUM]) == 2
+    assert capsys.readouterr().err.startswith("error: pipeline.history (Dask config): bad "
+                                              "value -1")
+
+
 def test_the_environment_is_checked_too(tmp_path):
     # DASK_PIPELINE__FUSE=no used to be read as true: bool("no")
     proc = subprocess.run([sys.executable, "-m", "pipeline", "run", SPECTRUM, "--output-dir",
