@@ -71,11 +71,11 @@ def count(key: str) -> int:
 
 
 def flag(key: str) -> bool:
-    """The switch ``pipeline.<key>``: true or false, nothing else."""
+    """The switch ``pipeline.<key>``: true or false (or 1 or 0, as environments say)."""
     value = _get(key)
-    if not isinstance(value, bool):
+    if value not in (True, False):  # 1 == True and 0 == False; "no", 2, None are not
         raise _bad(key, value, "true or false")
-    return value
+    return bool(value)
 
 
 def check() -> None:

@@ -24,11 +24,13 @@ def test_values_and_defaults_from_dask_config():
     assert settings.flag("fuse") is True
     with dask.config.set({"pipeline.no-workers-timeout": "2 minutes", "pipeline.history": 0,
                           "pipeline.connect-timeout": timedelta(milliseconds=1500),
-                          "pipeline.max-chunks": "7", "pipeline.fuse": False}):
+                          "pipeline.max-chunks": "7", "pipeline.fuse": False,
+                          "pipeline.performance-report": 0}):  # DASK_..._REPORT=0
         assert settings.seconds("no-workers-timeout") == 120
         assert settings.seconds("connect-timeout") == 1.5
         assert settings.count("history") == 0 and settings.count("max-chunks") == 7
         assert settings.flag("fuse") is False
+        assert settings.flag("performance-report") is False
 
 
 def test_every_key_has_a_checked_reader():
@@ -42,7 +44,8 @@ def test_every_key_has_a_checked_reader():
     ("connect-timeout", "inf"), ("connect-timeout", True), ("connect-timeout", [1]),
     ("history", -1), ("history", "many"), ("history", 2.5), ("history", None),
     ("max-chunks", 0), ("max-chunks", True),
-    ("fuse", "no"), ("fuse", 1), ("performance-report", "yes"), ("performance-report", None),
+    ("fuse", "no"), ("fuse", 2), ("fuse", 0.5), ("performance-report", "yes"),
+    ("performance-report", None),
 ])
 def test_a_bad_value_is_refused_naming_the_key(key, value):
     with dask.config.set({f"pipeline.{key}": value}), \
