@@ -199,6 +199,9 @@ def _check_arguments(**given) -> None:
             ok = value is None and name != "trust_workflow" or isinstance(value, types)
         if not ok:
             raise InputError(f"{name} must be {what}, got {value!r}", where=name)
+        if value == "":  # an unset variable in a script ("$OUT"): never "the default"
+            raise InputError(f"{name} is empty", where=name,
+                             hint="give a value, or leave it out")
 
 
 def build(workflow: Workflow | str | Path | Mapping, client=None) -> dict[str, Any]:

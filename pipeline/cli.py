@@ -204,7 +204,8 @@ def _run(args) -> int:
 
     result = api.run(_workflow(args), address=args.address,
                      dashboard_address=None if args.no_dashboard
-                     else (args.dashboard_address or "keep"),
+                     else ("keep" if args.dashboard_address is None
+                           else args.dashboard_address),
                      progress=not args.quiet, cache=args.cache,
                      fuse=False if args.no_fuse else None,
                      performance_report=False if args.no_performance_report else None,

@@ -59,8 +59,10 @@ def connect(spec: ClusterSpec, backend: Backend | str, *, address: str | None = 
         return
     dash = spec.dashboard_address if dashboard_address == "keep" else dashboard_address
     if dash is not None:
-        trust.listen_hosts(dash, "--dashboard-address" if dashboard_address != "keep"
-                           else "cluster.dashboard_address")
+        where = "--dashboard-address" if dashboard_address != "keep" \
+            else "cluster.dashboard_address"
+        for host in trust.listen_hosts(dash, where):
+            _check_listen(host, where)
     _memory_limit(spec)
     backend, why = backends.resolve(backend, tables=tables) if isinstance(backend, str) \
         else (backend, backend.name)
@@ -248,6 +250,29 @@ def security(spec: ClusterSpec):
     from distributed.security import Security
 
     return Security(**spec.security)
+
+
+def _check_listen(host: str, where: str) -> None:
+    """Refuse a dashboard host this machine cannot listen on (a name that does not resolve,
+    an address of another machine), which would otherwise fail the cluster's start.
+
+    Raises
+    ------
+    InputError
+        With the system's reason.
+    """
+    import socket
+
+    if not host:  # every interface
+        return
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as s:
+            s.bind(address)
+    except OSError as e:
+        raise InputError(f"cannot listen on {host}: {e.strerror or e}", where=where,
+                         hint="an address of this machine, e.g. 127.0.0.1:8787, or "
+                              "--no-dashboard") from None
 
 
 def _dashboard_kwargs(dash: str | None) -> dict:

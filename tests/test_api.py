@@ -128,6 +128,19 @@ def test_load_refuses_an_argument_of_a_wrong_type(name, value, what):
         pipeline.load(SPECTRUM, **{name: value})
 
 
+@pytest.mark.parametrize("option", ["--output-dir", "--cache", "--address",
+                                    "--dashboard-address"])
+def test_an_empty_option_is_refused_not_taken_for_the_default(tmp_path, monkeypatch,
+                                                              capsys, option):
+    # --output-dir "$OUT" with OUT unset ran into the workflow's default run folder
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(SPECTRUM), option, ""]) == 2
+    name = option[2:].replace("-", "_")
+    assert capsys.readouterr().err == (f"error: {name}: {name} is empty (give a value, or "
+                                       "leave it out)\n")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("name, value, what", [
     # before: "no" is truthy, so taken as True (and written as is into report.json)
     ("fuse", "no", "True or False"), ("performance_report", "no", "True or False"),

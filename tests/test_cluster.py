@@ -30,6 +30,22 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.parametrize("dash, reason", [
+    ("999.1.1.1:80", "Name or service not known"),  # before: "internal error", exit 1
+    ("8.8.8.8:8787", "Cannot assign requested address"),  # another machine's address
+])
+def test_a_dashboard_address_this_machine_cannot_listen_on_is_exit_2(tmp_path, capsys,
+                                                                     monkeypatch, dash,
+                                                                     reason):
+    monkeypatch.setattr(cluster, "_local", lambda *a: pytest.fail("a cluster was started"))
+    out = tmp_path / "out"
+    assert main(["run", SPECTRUM, "--dashboard-address", dash, "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    host = dash.rpartition(":")[0]
+    assert err.startswith(f"error: --dashboard-address: cannot listen on {host}: ")
+    assert "\n" not in err.strip() and not out.exists()
+
+
 @pytest.mark.parametrize("via", ["--address", "cluster.address"])
 def test_unreachable_scheduler_is_exit_2_within_the_timeout(tmp_path, capsys, via):
     address = f"tcp://127.0.0.1:{closed_port()}"
