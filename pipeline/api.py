@@ -70,8 +70,9 @@ def load(source: str | Path | Mapping, overrides: Mapping[str, Any] | list[str] 
     items = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides or ())
     if isinstance(source, Mapping):
         return spec.from_mapping(source, items, output_dir, base_dir=base_dir)
-    if not isinstance(source, (str, Path)):
-        raise InputError(f"cannot load a workflow from {type(source).__name__}",
+    if not isinstance(source, (str, Path)) or source == "":  # "": read as "." before
+        what = "an empty path" if source == "" else type(source).__name__
+        raise InputError(f"cannot load a workflow from {what}",
                          hint="give a YAML file's path or a mapping")
     return spec.load(source, items, output_dir, base_dir=base_dir,
                      trust_workflow=trust_workflow)

@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
+        _refuse_empty(args)
         with ctrl_c.handled():
             return {"run": _run, "validate": _validate, "ops": _ops, "doctor": _doctor,
                     "advise": _advise, "bench": _bench, "cache": _cache, "schema": _schema,
@@ -146,6 +147,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: internal error: {one_line(f'{type(e).__name__}: {e}')} (a bug in "
               "the pipeline; --verbose shows where, please report it)", file=sys.stderr)
         return 1
+
+
+def _refuse_empty(args) -> None:
+    """An empty argument (a script's unset "$OUT") is bad input, never "not given": an
+    empty --output-dir would otherwise run into the workflow's own run folder."""
+    for dest, value in vars(args).items():
+        if value == "":
+            option = dest.upper() if dest in ("workflow", "op", "run_a", "run_b") \
+                else "--" + dest.replace("_", "-")
+            raise InputError("empty", where=option, hint="give a value, or leave it out")
 
 
 def _load(args, extra=()):

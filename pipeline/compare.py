@@ -11,6 +11,7 @@ host<->device and output, with B's change relative to A. A run is a run folder (
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from pipeline.errors import InputError
@@ -54,8 +55,8 @@ def previous(run_dir: str | Path) -> Path:
     InputError
         No history beside ``run_dir``.
     """
-    run_dir = Path(run_dir)
-    history = run_dir.with_name(run_dir.name + HISTORY_SUFFIX)
+    run_dir = Path(os.path.abspath(run_dir))  # "." has no name to put a suffix on
+    history = run_dir.parent / (run_dir.name + HISTORY_SUFFIX)
     runs = sorted((d for d in history.glob("*") if (d / "report.json").is_file()),
                   key=lambda d: (_started(d), d.name)) if history.is_dir() else []
     if not runs:

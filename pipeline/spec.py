@@ -149,10 +149,12 @@ def read_text(path: Path) -> str:
                          hint="check the path") from None
     except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
         raise InputError(f"cannot read workflow file: {e}", file=str(path)) from None
+    # asked of the descriptor, before fdopen: Python refuses to open a folder's
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InputError("not a regular file (a folder, device or pipe)", file=str(path),
+                         hint="give the path of a workflow YAML file")
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise InputError("not a regular file (a folder, device or pipe)", file=str(path),
-                             hint="give the path of a workflow YAML file")
         try:
             data = f.read(MAX_FILE_BYTES + 1)
         except OSError as e:

@@ -83,6 +83,8 @@ def test_a_mapping_with_a_bad_field_names_the_field_only():
 def test_load_refuses_other_types():
     with pytest.raises(pipeline.InputError, match="cannot load a workflow from int"):
         pipeline.load(3)
+    with pytest.raises(pipeline.InputError, match="cannot load a workflow from an empty path"):
+        pipeline.load("")
 
 
 def test_run_on_an_existing_client_leaves_it_open(client, tmp_path):
@@ -128,16 +130,13 @@ def test_load_refuses_an_argument_of_a_wrong_type(name, value, what):
         pipeline.load(SPECTRUM, **{name: value})
 
 
-@pytest.mark.parametrize("option", ["--output-dir", "--cache", "--address",
-                                    "--dashboard-address"])
-def test_an_empty_option_is_refused_not_taken_for_the_default(tmp_path, monkeypatch,
-                                                              capsys, option):
-    # --output-dir "$OUT" with OUT unset ran into the workflow's default run folder
+@pytest.mark.parametrize("name", ["output_dir", "cache", "address", "dashboard_address"])
+def test_run_refuses_an_empty_argument_not_taking_it_for_the_default(tmp_path, monkeypatch,
+                                                                     name):
+    # output_dir="" (a script's unset "$OUT") ran into the workflow's own run folder
     monkeypatch.chdir(tmp_path)
-    assert main(["run", str(SPECTRUM), option, ""]) == 2
-    name = option[2:].replace("-", "_")
-    assert capsys.readouterr().err == (f"error: {name}: {name} is empty (give a value, or "
-                                       "leave it out)\n")
+    with pytest.raises(pipeline.InputError, match=f"{name}: {name} is empty"):
+        pipeline.run(pipeline.load(SPECTRUM, SMALL), **{name: ""})
     assert list(tmp_path.iterdir()) == []
 
 

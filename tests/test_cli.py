@@ -158,3 +158,30 @@ def test_real_subprocess_starts_its_own_cluster(tmp_path):
                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: nope.yaml: workflow file not found (check the path)"
+
+
+@pytest.mark.parametrize("args, where", [
+    (["run", SPECTRUM, "--output-dir", ""], "--output-dir"),  # before: the default folder
+    (["run", SPECTRUM, "--cache", ""], "--cache"),  # before: no cache, silently
+    (["run", SPECTRUM, "--address", ""], "--address"),  # before: a local cluster
+    (["run", SPECTRUM, "--dashboard-address", ""], "--dashboard-address"),
+    (["run", ""], "WORKFLOW"), (["validate", ""], "WORKFLOW"),  # before: internal error
+    (["compare", ""], "RUN_A"), (["schema", "-o", ""], "--output"),  # before: stdout
+    (["cache", "ls", "--cache", ""], "--cache"),  # before: the default cache folder
+])
+def test_an_empty_argument_is_refused_not_taken_for_the_default(tmp_path, monkeypatch,
+                                                                capsys, args, where):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {where}: empty (give a value, or leave it out)\n"
+    assert captured.out == "" and list(tmp_path.iterdir()) == []
+
+
+def test_compare_dot_inside_a_run_folder(address, tmp_path, monkeypatch, capsys):
+    for _ in range(2):
+        assert run([SPECTRUM, *SMALL], address, tmp_path) == 0
+    monkeypatch.chdir(tmp_path / "out")
+    capsys.readouterr()
+    assert main(["compare", "."]) == 0  # before: internal error, '.' has an empty name
+    assert capsys.readouterr().out.startswith(f"A: {tmp_path / 'out.history'}")

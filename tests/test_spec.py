@@ -1,3 +1,4 @@
+import os
 import textwrap
 
 import pytest
@@ -114,6 +115,15 @@ def test_yaml_error_gives_line_number(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(InputError, match="workflow file not found"):
         spec.load(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "device"])
+def test_a_workflow_path_that_is_no_file(tmp_path, kind):
+    path = {"folder": tmp_path, "device": "/dev/zero"}.get(kind, tmp_path / "fifo.yaml")
+    if kind == "fifo":
+        os.mkfifo(path)  # opened without blocking: no writer ever comes
+    with pytest.raises(InputError, match=r"not a regular file \(a folder, device or pipe\)"):
+        spec.load(path)  # a folder: IsADirectoryError, "internal error", before
 
 
 @pytest.mark.parametrize("override, fragment", [
