@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
                                          "NumPy/pandas (needs the source tree's benchmarks/)")
     bench.add_argument("--size", type=float, default=1024, help="input MiB per workload")
     bench.add_argument("--repeats", type=int, default=3, help="timed runs per side")
-    bench.add_argument("--workloads", default="", help="comma list (default: all)")
+    bench.add_argument("--workloads", help="comma list (default: all)")
     bench.add_argument("--no-doc", action="store_true", help="print only; no docs, no charts")
     bench.add_argument("--scaling", action="store_true",
                        help="spectrum time vs input size and vs workers instead")

@@ -185,3 +185,13 @@ def test_compare_dot_inside_a_run_folder(address, tmp_path, monkeypatch, capsys)
     capsys.readouterr()
     assert main(["compare", "."]) == 0  # before: internal error, '.' has an empty name
     assert capsys.readouterr().out.startswith(f"A: {tmp_path / 'out.history'}")
+
+
+def test_no_option_defaults_to_an_empty_string():
+    # an empty argument is refused as bad input, so no default may be one
+    from pipeline.cli import _parser
+
+    parser = _parser()
+    for argv in (["run", "x"], ["validate", "x"], ["advise"], ["bench"], ["ops"],
+                 ["cache", "ls"], ["schema"], ["compare", "a"], ["doctor"]):
+        assert "" not in vars(parser.parse_args(argv)).values(), argv
