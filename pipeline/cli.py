@@ -253,10 +253,14 @@ def _bench(args) -> int:
     # The harness is development tooling kept beside the package in the source tree
     # (benchmarks/ shares its helpers with compare.py); an installed copy has none.
     import importlib.util
+    import math
     from pathlib import Path
 
     import pipeline
 
+    for option, mib in (("--size", args.size), ("--scaling-max", args.scaling_max)):
+        if not (math.isfinite(mib) and mib > 0):  # -1 and nan: internal errors before
+            raise InputError(f"bad size {mib:g}", where=option, hint="MiB of input, above 0")
     path = Path(pipeline.__file__).resolve().parents[1] / "benchmarks" / "run.py"
     if not path.exists():
         raise InputError("benchmarks/run.py not found next to the package", where="bench",

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 import pipeline
 from pipeline import cli
 from tests.conftest import REPO
@@ -39,6 +41,15 @@ def test_bench_without_source_tree(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(pipeline, "__file__", str(fake))
     assert cli.main(["bench", "--no-doc"]) == 2
     assert "benchmarks/run.py not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, value", [("--size", "-1"), ("--size", "nan"),
+                                           ("--size", "0"), ("--scaling-max", "-5")])
+def test_bad_sizes_are_exit_2(capsys, option, value):
+    # before: -1 and nan were internal errors, 0 ran, a negative --scaling-max was ignored
+    assert cli.main(["bench", option, value, "--no-doc"]) == 2
+    assert capsys.readouterr().err == (f"error: {option}: bad size {float(value):g} (MiB of "
+                                       "input, above 0)\n")
 
 
 def test_process_age_is_the_time_since_launch():
