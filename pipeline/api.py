@@ -159,6 +159,7 @@ def run(workflow: Workflow | str | Path | Mapping, *, client=None, backend: str 
         say(f"warning: {w}")
     if client is not None and address is not None:
         raise InputError("give client or address, not both", where="address")
+    stage_cache.claim(p, cache)  # a folder that is not a cache: refused before any worker
     # the run folder is checked and locked before any worker starts
     with RunFolder(wf.output_dir) as folder, \
             _session(client, wf, address, dashboard_address, p.table_stages) as session:

@@ -229,3 +229,39 @@ def test_what_killed_runs_left_half_written_is_removed(client, tmp_path, capsys)
     _, stages = run(client, tmp_path, cache=cache)
     assert stages["save"]["cached"] is False and stages["summary"]["cached"] is True
     assert list((cache / "tmp").glob("*")) == []
+
+
+@pytest.mark.parametrize("command", ["run", "clear"])
+def test_a_folder_that_is_not_a_cache_is_refused_and_left_alone(client, tmp_path, capsys,
+                                                                command):
+    # before: `--cache .` in a project deleted its tmp/ folder, `cache clear` its entries/
+    project = tmp_path / "project"
+    for name, text in (("tmp/notes.txt", "mine"), ("entries/list.txt", "mine too")):
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text)
+    before = sorted(str(p.relative_to(project)) for p in project.rglob("*"))
+    np.save(tmp_path / "x.npy", np.ones((60, 16)))
+    args = ["cache", "clear", "--cache", str(project)] if command == "clear" else [
+        "run", str(_yaml(tmp_path)), "--address", client.scheduler.address, "--quiet",
+        "--output-dir", str(tmp_path / "out"), "--cache", str(project)]
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        f"error: cache: {project} is not a cache folder: it holds entries, tmp and no "
+        "CACHEDIR.TAG (give a new or empty folder: a cache deletes what it finds in its "
+        "tmp/ and entries/)\n")
+    assert sorted(str(p.relative_to(project)) for p in project.rglob("*")) == before
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_cache_folder_is_tagged_and_one_made_before_the_tag_is_kept(tmp_path):
+    new = Store(tmp_path / "new")
+    new.attach()
+    new.detach()
+    tag = (tmp_path / "new" / "CACHEDIR.TAG").read_text()
+    assert tag.startswith("Signature: 8a477f597d28d172789f06886806bc55")  # the spec's
+    old = tmp_path / "old"  # what a cache held before the tag
+    (old / "entries" / "k").mkdir(parents=True)
+    (old / "tmp").mkdir()
+    (old / ".lock").touch()
+    Store(old).clear()
+    assert sorted(p.name for p in old.iterdir()) == [".lock", "CACHEDIR.TAG"]

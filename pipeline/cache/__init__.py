@@ -12,16 +12,31 @@ from pathlib import Path
 from pipeline.cache.store import Store, default_dir
 
 
+def root(plan, cache_dir: str | Path | None) -> Path | None:
+    """The run's cache folder: ``--cache DIR``, else the default one where a stage says
+    ``cache: true``, else None."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    return default_dir() if any(s.stage.cache for s in plan.stages) else None
+
+
+def claim(plan, cache_dir: str | Path | None) -> None:
+    """Refuse a cache folder that is not one before the run starts (:meth:`Store.claim`)."""
+    folder = root(plan, cache_dir)
+    if folder is not None:
+        Store(folder).claim()
+
+
 def for_run(plan, backend, cache_dir: str | Path | None):
     """The run's :class:`~pipeline.cache.stages.StageCache`, or None when no stage is
     cached (no ``--cache DIR``, no ``cache: true``)."""
-    every = cache_dir is not None
-    if not every and not any(s.stage.cache for s in plan.stages):
+    folder = root(plan, cache_dir)
+    if folder is None:
         return None
     from pipeline.cache.stages import StageCache
 
-    root = Path(cache_dir).expanduser() if every else default_dir()
-    return StageCache(Store(root), backend, plan.workflow.name, every_stage=every)
+    return StageCache(Store(folder), backend, plan.workflow.name,
+                      every_stage=cache_dir is not None)
 
 
-__all__ = ["Store", "default_dir", "for_run"]
+__all__ = ["Store", "claim", "default_dir", "for_run", "root"]

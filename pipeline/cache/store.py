@@ -17,6 +17,12 @@ truncation and damage, not deliberate tampering: the cache is as trusted as its 
 Each run using the cache holds a shared lock on ``<cache dir>/.lock`` (``flock``, released
 by the kernel when the process dies). A run that finds no other holder first removes what
 killed runs left half-written under ``tmp/``; ``cache clear`` needs the lock alone.
+
+Since a run and ``cache clear`` delete whatever is under ``tmp/`` and ``entries/``, a
+folder is used as a cache only if it is new, empty, or already one: it has a
+``CACHEDIR.TAG`` (the cache directory tag backup tools know, written when the cache is
+made), or, made before the tag, nothing but ``.lock``, ``entries`` and ``tmp``. Any other
+folder is refused (``--cache .`` in a project with a ``tmp/`` folder deleted it before).
 """
 
 from __future__ import annotations
@@ -35,6 +41,11 @@ from pipeline.errors import InputError
 
 MANIFEST = "entry.json"
 CHUNK = 8 * 2**20
+TAG = "CACHEDIR.TAG"  # https://bford.info/cachedir/
+TAG_TEXT = ("Signature: 8a477f597d28d172789f06886806bc55\n"
+            "# This file is a cache directory tag created by the pipeline's stage cache\n"
+            "# (python -m pipeline cache ls|clear). See https://bford.info/cachedir/\n")
+OWN = {".lock", "entries", "tmp", TAG}  # all a cache folder holds
 
 
 def default_dir() -> Path:
@@ -89,15 +100,41 @@ class Store:
             os.close(self._lock_fd)  # releases the lock
             self._lock_fd = None
 
-    def _lock_file(self) -> int:
+    def claim(self) -> None:
+        """Make ``root`` the cache folder, or refuse a folder that is not one (see the
+        module's docstring): nothing in it is touched then.
+
+        Raises
+        ------
+        InputError
+            A folder holding other files, or one that cannot be created or written.
+        """
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+            names = set(os.listdir(self.root))
+            if TAG in names:
+                return
+            if names and not (".lock" in names and names <= OWN):
+                shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
+                raise InputError(f"{self.root} is not a cache folder: it holds {shown} and "
+                                 f"no {TAG}", where="cache",
+                                 hint="give a new or empty folder: a cache deletes what it "
+                                      "finds in its tmp/ and entries/")
+            (self.root / TAG).write_text(TAG_TEXT)
+        except OSError as e:
+            raise self._unusable(e) from None
+
+    def _lock_file(self) -> int:
+        self.claim()
+        try:
             return os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise InputError(f"cannot use the cache folder {self.root}: "
-                             f"{e.strerror or e}", where="cache",
-                             hint="choose another with --cache DIR or PIPELINE_CACHE_DIR"
-                             ) from None
+            raise self._unusable(e) from None
+
+    def _unusable(self, e: OSError) -> InputError:
+        return InputError(f"cannot use the cache folder {self.root}: {e.strerror or e}",
+                          where="cache",
+                          hint="choose another with --cache DIR or PIPELINE_CACHE_DIR")
 
     def lookup(self, key: str) -> tuple[Entry | None, str | None]:
         """``(entry, None)`` for a sound entry, ``(None, None)`` when there is none, and
