@@ -265,3 +265,20 @@ def test_a_cache_folder_is_tagged_and_one_made_before_the_tag_is_kept(tmp_path):
     (old / ".lock").touch()
     Store(old).clear()
     assert sorted(p.name for p in old.iterdir()) == [".lock", "CACHEDIR.TAG"]
+
+
+def test_the_pipelines_own_folder_is_the_default_cache_beside_its_other_files(tmp_path,
+                                                                             monkeypatch):
+    from pipeline.cache import default_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("PIPELINE_CACHE_DIR", raising=False)
+    own = tmp_path / "pipeline"
+    (own / "kernels").mkdir(parents=True)  # advise's rates and the compiled kernels
+    (own / "advise-rates.json").write_text("{}")
+    assert default_dir() == own
+    store = Store(own)
+    store.attach()
+    store.detach()
+    assert sorted(p.name for p in own.iterdir()) == [".lock", "CACHEDIR.TAG",
+                                                      "advise-rates.json", "kernels"]

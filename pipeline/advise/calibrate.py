@@ -78,8 +78,9 @@ BUILTIN = Path(__file__).with_name("builtin-rates.json")
 
 def path() -> Path:
     """Where ``--calibrate`` saves this host's rates."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "pipeline" / "advise-rates.json"
+    from pipeline.cache.store import own_dir
+
+    return own_dir() / "advise-rates.json"
 
 
 def load(file: Path | None = None) -> Rates:

@@ -21,8 +21,8 @@ killed runs left half-written under ``tmp/``; ``cache clear`` needs the lock alo
 Since a run and ``cache clear`` delete whatever is under ``tmp/`` and ``entries/``, a
 folder is used as a cache only if it is new, empty, or already one: it has a
 ``CACHEDIR.TAG`` (the cache directory tag backup tools know, written when the cache is
-made), or, made before the tag, nothing but ``.lock``, ``entries`` and ``tmp``. Any other
-folder is refused (``--cache .`` in a project with a ``tmp/`` folder deleted it before).
+made), or, made before the tag, nothing but ``.lock``, ``entries`` and ``tmp``; or it is the
+pipeline's own folder (:func:`own_dir`, the default). Any other folder is refused (``--cache .`` in a project with a ``tmp/`` folder deleted it before).
 """
 
 from __future__ import annotations
@@ -49,10 +49,15 @@ OWN = {".lock", "entries", "tmp", TAG}  # all a cache folder holds
 
 
 def default_dir() -> Path:
-    """``$PIPELINE_CACHE_DIR``, else ``$XDG_CACHE_HOME/pipeline``, else
-    ``~/.cache/pipeline``."""
+    """``$PIPELINE_CACHE_DIR``, else :func:`own_dir`."""
     if os.environ.get("PIPELINE_CACHE_DIR"):
         return Path(os.environ["PIPELINE_CACHE_DIR"]).expanduser()
+    return own_dir()
+
+
+def own_dir() -> Path:
+    """``$XDG_CACHE_HOME/pipeline``, else ``~/.cache/pipeline``: the pipeline's own folder,
+    where advise's rates and the compiled kernels live beside the default stage cache."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "pipeline"
 
@@ -114,7 +119,8 @@ class Store:
             names = set(os.listdir(self.root))
             if TAG in names:
                 return
-            if names and not (".lock" in names and names <= OWN):
+            ours = self.root == own_dir()  # advise-rates.json and kernels/ live there too
+            if names and not ours and not (".lock" in names and names <= OWN):
                 shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
                 raise InputError(f"{self.root} is not a cache folder: it holds {shown} and "
                                  f"no {TAG}", where="cache",

@@ -228,10 +228,11 @@ def cache_dir() -> Path | None:
     else ``$XDG_CACHE_HOME/pipeline/kernels`` (``~/.cache/...``), else a per-user folder
     in the temporary directory; the first that is this user's alone. None when none is
     (then kernels are compiled in memory, once per process)."""
+    from pipeline.cache.store import own_dir
+
     env = os.environ.get("PIPELINE_KERNEL_CACHE")
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     uid = os.getuid() if hasattr(os, "getuid") else "user"
-    candidates = [env] if env else [os.path.join(xdg, "pipeline", "kernels"),
+    candidates = [env] if env else [str(own_dir() / "kernels"),
                                     os.path.join(tempfile.gettempdir(), f"pipeline-kernels-{uid}")]
     for c in candidates:
         try:
