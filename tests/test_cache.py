@@ -231,7 +231,7 @@ def test_what_killed_runs_left_half_written_is_removed(client, tmp_path, capsys)
     assert list((cache / "tmp").glob("*")) == []
 
 
-@pytest.mark.parametrize("command", ["run", "clear"])
+@pytest.mark.parametrize("command", ["run", "clear", "ls"])
 def test_a_folder_that_is_not_a_cache_is_refused_and_left_alone(client, tmp_path, capsys,
                                                                 command):
     # before: `--cache .` in a project deleted its tmp/ folder, `cache clear` its entries/
@@ -241,7 +241,7 @@ def test_a_folder_that_is_not_a_cache_is_refused_and_left_alone(client, tmp_path
         (project / name).write_text(text)
     before = sorted(str(p.relative_to(project)) for p in project.rglob("*"))
     np.save(tmp_path / "x.npy", np.ones((60, 16)))
-    args = ["cache", "clear", "--cache", str(project)] if command == "clear" else [
+    args = ["cache", command, "--cache", str(project)] if command != "run" else [
         "run", str(_yaml(tmp_path)), "--address", client.scheduler.address, "--quiet",
         "--output-dir", str(tmp_path / "out"), "--cache", str(project)]
     assert main(args) == 2

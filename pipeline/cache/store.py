@@ -116,19 +116,31 @@ class Store:
         """
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            names = set(os.listdir(self.root))
-            if TAG in names:
-                return
-            ours = self.root == own_dir()  # advise-rates.json and kernels/ live there too
-            if names and not ours and not (".lock" in names and names <= OWN):
-                shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
-                raise InputError(f"{self.root} is not a cache folder: it holds {shown} and "
-                                 f"no {TAG}", where="cache",
-                                 hint="give a new or empty folder: a cache deletes what it "
-                                      "finds in its tmp/ and entries/")
-            (self.root / TAG).write_text(TAG_TEXT)
+            if not self.check():
+                (self.root / TAG).write_text(TAG_TEXT)
         except OSError as e:
             raise self._unusable(e) from None
+
+    def check(self) -> bool:
+        """Whether ``root`` is tagged as a cache; raises where it holds other files (an
+        absent or empty folder is not tagged, and fine).
+
+        Raises
+        ------
+        InputError
+            A folder that is not a cache (see the module's docstring).
+        """
+        names = set(os.listdir(self.root)) if self.root.is_dir() else set()
+        if TAG in names:
+            return True
+        ours = self.root == own_dir()  # advise-rates.json and kernels/ live there too
+        if names and not ours and not (".lock" in names and names <= OWN):
+            shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
+            raise InputError(f"{self.root} is not a cache folder: it holds {shown} and no "
+                             f"{TAG}", where="cache",
+                             hint="give a new or empty folder: a cache deletes what it "
+                                  "finds in its tmp/ and entries/")
+        return False
 
     def _lock_file(self) -> int:
         self.claim()
@@ -177,7 +189,14 @@ class Store:
 
     def list(self) -> list[dict]:
         """Every entry's manifest (a corrupt one as ``{"key", "problem"}``), newest first;
-        entries still being written, as ``{"key", "problem": "incomplete"}``."""
+        entries still being written, as ``{"key", "problem": "incomplete"}``.
+
+        Raises
+        ------
+        InputError
+            ``root`` is not a cache folder.
+        """
+        self.check()
         out = []
         for path in sorted(self.entries.glob("*")) if self.entries.exists() else []:
             try:
