@@ -29,9 +29,10 @@ from pathlib import Path, PurePosixPath
 
 from pipeline import settings
 from pipeline.errors import InputError, OpError
+from pipeline.perf_report import FILENAME as PERFORMANCE_REPORT
 
 # Files the run itself writes at the top of the run folder; no sink may take their names.
-RESERVED = ("report.json", "report.html", "performance-report.html")
+RESERVED = ("report.json", "report.html", PERFORMANCE_REPORT)
 NAME_MAX = 255  # bytes in one file name, on the common file systems
 
 
