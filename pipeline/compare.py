@@ -11,13 +11,12 @@ host<->device and output, with B's change relative to A. A run is a run folder (
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from pipeline.errors import InputError
+from pipeline.runfolder import history_of
 from pipeline.report import RUN, describe_output, human_bytes, seconds
 
-HISTORY_SUFFIX = ".history"  # DIR.history/<timestamp>/ holds DIR's earlier runs
 HOW = ("fused", "performance report")  # compared only where both reports say
 PEAK_NOISE = 0.10  # memory peaks are sampled (every 0.2 s): smaller changes are not shown
 
@@ -55,8 +54,7 @@ def previous(run_dir: str | Path) -> Path:
     InputError
         No history beside ``run_dir``.
     """
-    run_dir = Path(os.path.abspath(run_dir))  # "." has no name to put a suffix on
-    history = run_dir.parent / (run_dir.name + HISTORY_SUFFIX)
+    history = history_of(run_dir)
     runs = sorted((d for d in history.glob("*") if (d / "report.json").is_file()),
                   key=lambda d: (_started(d), d.name)) if history.is_dir() else []
     if not runs:

@@ -36,6 +36,13 @@ RESERVED = ("report.json", "report.html", PERFORMANCE_REPORT)
 NAME_MAX = 255  # bytes in one file name, on the common file systems
 
 
+def history_of(run_dir: str | Path) -> Path:
+    """``DIR.history/`` beside the run folder ``DIR``, where its earlier runs are kept
+    (``DIR`` made absolute first: ``.`` has no name to put the suffix on)."""
+    run_dir = Path(os.path.abspath(run_dir))
+    return run_dir.parent / (run_dir.name + ".history")
+
+
 def sink_path(path: str, run_dir: Path) -> PurePosixPath:
     """A sink's ``path`` as a path relative to the run folder.
 
@@ -108,7 +115,7 @@ class RunFolder:
         if not self.path.name:
             raise InputError(f"{self.path} cannot be a run folder", where="output_dir",
                              hint="choose a folder of its own with --output-dir")
-        self.history = self.path.with_name(self.path.name + ".history")
+        self.history = history_of(self.path)
         self.staging: Path | None = None
         self._lock_path = self.path.with_name(f".{self.path.name}.lock")
         self._lock_fd: int | None = None

@@ -192,8 +192,8 @@ def run(plan: Plan, backend: Backend, session, *, progress: bool | Any = False,
             return run(plan, backend, session, progress=progress, cache=cache, fuse=fuse,
                        performance_report=performance_report, folder=own)
     fuse = settings.flag("fuse") if fuse is None else fuse
-    if performance_report is None:
-        performance_report = settings.flag("performance-report")
+    performance_report = settings.flag("performance-report") if performance_report is None \
+        else performance_report
     built = None  # nothing is written while building: a failure there leaves nothing
     try:
         built = build(plan, backend, folder.staging, cache)
